@@ -1,0 +1,1 @@
+"""The ``holdsgm`` command line (one entry point, one module per subcommand)."""

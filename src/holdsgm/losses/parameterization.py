@@ -1,0 +1,81 @@
+"""From a network's raw output to what samplers, losses and likelihoods need.
+
+The network predicts eps_n, the noise of the last phase-space component (HSM; for n = 1 this is the
+usual DSM eps-prediction). With L_t the Cholesky factor of the kernel covariance,
+
+    score of u_n:  s(u, t) = -eps_theta(u, t) / L_t[n, n] = -ell_t eps_theta(u, t)
+
+CLD's "mixed score" (Dockhorn et al. 2022, sec. 3.2) adds the analytic score of the marginal that
+data ~ N(0, data_var I) would have, so the network learns only a residual:
+
+    eps_theta(u, t) = net(u, t) + L_t[n, n] [Sigma_ref(t)^{-1} u]_n,
+    Sigma_ref(t) = Phi_t diag(data_var, aux_var, ...) Phi_t^T + noise part.
+
+The network receives t / T (so it sees times in [0, 1]) and knows nothing of the SDE.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..sde.base import LinearSDE
+from ..sde.kernels import tril_factor
+
+Net = Callable[..., Tensor]
+
+
+def gaussian_precision_row(sde: LinearSDE, t: Tensor, data_var: float) -> Tensor:
+    """Row n of Sigma_ref(t)^{-1}, shape (B, n): the score of N(0, Sigma_ref) is -(row . u)."""
+    phi, a = sde.transition_factor(torch.zeros_like(t), t)
+    s0 = sde.initial_cov(device=phi.device)
+    s0[0, 0] = data_var
+    chol = tril_factor(torch.cat([phi @ s0.sqrt(), a], dim=-1))
+    eye = torch.eye(sde.order, dtype=chol.dtype, device=chol.device).expand_as(chol)
+    prec = torch.cholesky_solve(eye, chol)
+    return prec[..., -1, :]
+
+
+class EpsModel:
+    """Wraps ``net(u, t_normalised, y)`` (an eps_n predictor) as eps- and score-functions of (u, t).
+
+    Args:
+        net: the network (any callable with the signature above).
+        sde: the SDE it was trained for.
+        mixed: add CLD's analytic Gaussian part (the network then predicts a residual).
+        data_var: the per-coordinate data variance assumed by the mixed score's Gaussian part.
+    """
+
+    def __init__(self, net: Net, sde: LinearSDE, mixed: bool = False, data_var: float = 1.0):
+        self.net = net
+        self.sde = sde
+        self.mixed = bool(mixed)
+        self.data_var = float(data_var)
+
+    def _time(self, t, u: Tensor) -> Tensor:
+        return self.sde._batch_time(t, u)
+
+    def eps(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
+        t = self._time(t, u)
+        tn = (t / self.sde.T).to(u.dtype)
+        out = self.net(u, tn, y, **net_kwargs) if (y is not None or net_kwargs) else self.net(u, tn)
+        if self.mixed:
+            row = gaussian_precision_row(self.sde, t, self.data_var)  # (B, n)
+            lnn = self.sde.marginal(t).chol[..., -1, -1]
+            comps = torch.stack(self.sde.components(u), dim=1)  # (B, n, C, ...)
+            w = (row * lnn[:, None]).to(u.dtype).reshape(*row.shape, *([1] * (comps.dim() - 2)))
+            out = out + (w * comps).sum(1)
+        return out
+
+    def score(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
+        t = self._time(t, u)
+        ell = self.sde.marginal(t).ell
+        return -self.sde._per_sample(ell, u) * self.eps(u, t, y, **net_kwargs)
+
+    __call__ = score
+
+    def with_condition(self, y: Tensor | None = None, **net_kwargs) -> Callable[[Tensor, Tensor], Tensor]:
+        """A plain ``score_fn(u, t)`` with fixed labels / network options, for the samplers."""
+        return lambda u, t: self.score(u, t, y, **net_kwargs)

@@ -1,0 +1,16 @@
+"""Reverse-time samplers (pure functions) for any :class:`holdsgm.sde.LinearSDE` and any score function.
+
+Samplers know no network: they take ``score_fn(u, t)``, the score of the last phase-space component.
+"""
+
+from .api import SAMPLERS, SamplerSpec, sample, steps_for_nfe
+from .core import (SamplerOutput, adaptive_ode, euler_maruyama, predictor_corrector, probability_flow,
+                   splitting)
+from .grids import GRIDS, time_grid
+from .noise import BatchNoise, PerSampleNoise, as_noise
+
+__all__ = [
+    "GRIDS", "SAMPLERS", "BatchNoise", "PerSampleNoise", "SamplerOutput", "SamplerSpec", "adaptive_ode",
+    "as_noise", "euler_maruyama", "predictor_corrector", "probability_flow", "sample", "splitting",
+    "steps_for_nfe", "time_grid",
+]

@@ -1,0 +1,90 @@
+"""Samplers by name, and :func:`sample`, which draws the prior and picks a grid from an NFE budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+
+from ..sde.base import LinearSDE, ScoreFn
+from .core import (SamplerOutput, adaptive_ode, euler_maruyama, predictor_corrector, probability_flow,
+                   splitting)
+from .grids import time_grid
+from .noise import as_noise
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    fn: Callable
+    evals_per_step: int  # 0: adaptive (the solver chooses)
+    stochastic: bool
+    needs_stationary: bool = False
+    description: str = ""
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "em": SamplerSpec(euler_maruyama, 1, True, description="Euler-Maruyama on the reverse SDE"),
+    "pc": SamplerSpec(predictor_corrector, 2, True, description="EM predictor + Langevin corrector"),
+    "euler": SamplerSpec(partial(probability_flow, method="euler"), 1, False,
+                         description="Euler on the probability-flow ODE"),
+    "heun": SamplerSpec(partial(probability_flow, method="heun"), 2, False,
+                        description="Heun (2nd order) on the probability-flow ODE"),
+    "rk4": SamplerSpec(partial(probability_flow, method="rk4"), 4, False,
+                       description="classical RK4 on the probability-flow ODE"),
+    "ode": SamplerSpec(adaptive_ode, 0, False, description="adaptive RK45 (scipy) on the probability-flow ODE"),
+    "sscs": SamplerSpec(partial(splitting, scheme="strang"), 1, True, True,
+                        description="symmetric splitting (SSCS): exact OU half steps + Euler score step"),
+    "lie-trotter": SamplerSpec(partial(splitting, scheme="lie"), 1, True, True,
+                               description="Lie-Trotter splitting: Euler score step + exact OU step"),
+}
+
+
+def steps_for_nfe(sampler: str, nfe: int, denoise: bool = True) -> int:
+    """The number of steps a fixed-step sampler can take within ``nfe`` score evaluations."""
+    spec = _spec(sampler)
+    if spec.evals_per_step == 0:
+        raise ValueError(f"sampler {sampler!r} is adaptive: its NFE is set by rtol/atol, not by --nfe")
+    if not (isinstance(nfe, int) and nfe >= 1):
+        raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
+    steps = (nfe - int(denoise)) // spec.evals_per_step
+    if steps < 1:
+        need = spec.evals_per_step + int(denoise)
+        raise ValueError(f"nfe={nfe} is too small for sampler {sampler!r}: it needs at least {need} "
+                         f"({spec.evals_per_step} per step{' + 1 for the denoising step' if denoise else ''})")
+    return steps
+
+
+def _spec(sampler: str) -> SamplerSpec:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    return SAMPLERS[sampler]
+
+
+def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em", nfe: int | None = None,
+           steps: int | None = None, grid: str = "uniform", eps: float | None = None, noise=None,
+           denoise: bool = True, progress: bool = False, callback=None, dtype=torch.float32, device=None,
+           **options) -> SamplerOutput:
+    """Draw ``data_shape[0]`` samples: u_T from the prior, then ``sampler`` on a ``grid`` from T to eps.
+
+    Give either ``nfe`` (a budget of score evaluations, converted to steps) or ``steps``. ``noise`` is
+    None, an int seed, a Generator, per-sample seeds (batch-size independent results) or a callable.
+    Extra ``options`` go to the sampler (e.g. ``snr`` for 'pc', ``rtol`` for 'ode').
+    """
+    spec = _spec(sampler)
+    if spec.needs_stationary and not getattr(sde, "has_stationary_law", False):
+        raise ValueError(f"sampler {sampler!r} needs an SDE with a stationary law (vp, cld, hold, langevin); "
+                         f"{sde.name!r} has none")
+    if steps is None:
+        if spec.evals_per_step == 0:
+            steps = 1
+        elif nfe is None:
+            raise ValueError("give nfe or steps")
+        else:
+            steps = steps_for_nfe(sampler, nfe, denoise)
+    ts = time_grid(grid, steps, sde.T, sde.eps if eps is None else eps)
+    noise = as_noise(noise)
+    u = sde.prior_sample(data_shape, noise=noise, dtype=dtype, device=device)
+    return spec.fn(score_fn, sde, u, ts, noise=noise, denoise=denoise, progress=progress, callback=callback,
+                   **options)

@@ -1,0 +1,19 @@
+"""Linear phase-space SDEs (VP, VE, sub-VP, CLD, HOLD, any order n), their kernels and the mixture oracle.
+
+This package is the ground floor of holdsgm: it imports nothing else of the project but
+:mod:`holdsgm.mixture`.
+"""
+
+from .base import Kernel, LinearSDE, ReverseProcess, ScoreFn
+from .kernels import JITTER, cholesky, kron_eye, van_loan
+from .langevin import Langevin, PhaseSpaceSDE, VESDE, VPSDE, sde_from_dict
+from .oracle import MixtureOracle
+from .presets import PRESETS, make_sde
+from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule
+from .subvp import SubVPSDE
+
+__all__ = [
+    "JITTER", "ConstantSchedule", "GeometricVarianceSchedule", "Kernel", "Langevin", "LinearSDE",
+    "LinearSchedule", "MixtureOracle", "PRESETS", "PhaseSpaceSDE", "ReverseProcess", "Schedule", "ScoreFn",
+    "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "sde_from_dict", "van_loan",
+]

@@ -1,0 +1,288 @@
+"""The SDE interface shared by every loss, sampler and likelihood in holdsgm.
+
+Every SDE here is linear, on a phase space u = (u_1, ..., u_n) with u_1 = x (data), u_2 = v, u_3 = a:
+
+    du = beta(t) F u dt + g(t) e_n dW          (noise on the last component only)
+
+F is an n x n matrix acting per data coordinate (Kronecker with I_d). n = 1 gives VP/VE/sub-VP,
+n = 2 critically-damped Langevin (CLD), n = 3 high-order Langevin (HOLD).
+
+State layout
+------------
+A state ``u`` has shape ``(batch, n * C, *rest)``: the n components, each of the data's shape
+``(batch, C, *rest)``, concatenated along dim 1. So 2-D points (B, 2) become (B, 2n), images
+(B, C, H, W) become (B, nC, H, W) and audio (B, 1, L) becomes (B, n, L). Networks therefore
+receive n x the data's channels. All formulas reshape to (batch, n, -1), so nothing depends on the
+number of trailing dimensions.
+
+Kernels
+-------
+``marginal(t)`` is the perturbation kernel of x0 -> u_t with the auxiliaries marginalised
+(HSM, Dockhorn et al. 2022): u_t ~ N(Phi_t [x0, 0, ..], Sigma_t) with
+Sigma_t = Phi_t Sigma_0 Phi_t^T + noise part, Sigma_0 = diag(0, aux_var, ..., aux_var).
+All kernel algebra is done in float64 and cast to the state's dtype when applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .kernels import cholesky, symmetrize, tril_factor
+from .schedules import Schedule
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+"""``score_fn(u, t) -> grad_{u_n} log p_t(u)``: the score of the last component, shaped like the data."""
+
+
+@dataclass
+class Kernel:
+    """Gaussian kernel u_t = phi @ u_s + chol @ eps, per data coordinate (float64, shape (..., n, n))."""
+
+    phi: Tensor
+    cov: Tensor
+    chol: Tensor
+
+    @property
+    def ell(self) -> Tensor:
+        """ell_t = 1 / chol[n, n]: grad_{u_n} log p(u_t | x0) = -ell_t eps_n."""
+        return 1.0 / self.chol[..., -1, -1]
+
+
+def _as_time(t, device=None) -> Tensor:
+    return torch.as_tensor(t, dtype=torch.float64, device=device)
+
+
+class LinearSDE:
+    """Abstract linear SDE with noise on the last of n components.
+
+    Subclasses implement :meth:`transition` (the Gaussian kernel between two times) and
+    :meth:`g2` (the diffusion variance rate of the last component); everything else follows.
+    """
+
+    name: str = "linear"
+    order: int
+    T: float
+    eps: float
+    schedule: Schedule
+    F: Tensor  # (n, n) float64
+    aux_var: float
+
+    # ------------------------------------------------------------------ validation
+    def _check_common(self) -> None:
+        if not (isinstance(self.order, int) and self.order >= 1):
+            raise ValueError(f"order n must be an integer >= 1, got {self.order!r}")
+        if not (math.isfinite(self.T) and self.T > 0):
+            raise ValueError(f"T must be a positive finite number, got {self.T!r}")
+        if not (0 < self.eps < self.T):
+            raise ValueError(f"eps must lie in (0, T={self.T}), got {self.eps!r}")
+        if self.order > 1 and not (math.isfinite(self.aux_var) and self.aux_var > 0):
+            raise ValueError(f"the auxiliaries' initial variance must be positive, got {self.aux_var!r}")
+
+    def check_time(self, t, name: str = "t") -> Tensor:
+        """Return t as float64; raise ValueError naming ``name`` if any value lies outside [0, T]."""
+        t = _as_time(t)
+        if t.numel() and (not bool(torch.isfinite(t).all()) or float(t.min()) < -1e-12
+                          or float(t.max()) > self.T * (1 + 1e-9)):
+            raise ValueError(f"{name} must lie in [0, T={self.T}], got values in "
+                             f"[{float(t.min()):.6g}, {float(t.max()):.6g}]")
+        return t
+
+    # ------------------------------------------------------------------ subclass maths
+    def transition_factor(self, s, t) -> tuple[Tensor, Tensor]:
+        """(Phi, A) of u_t | u_s for s <= t: u_t = Phi u_s + A w, w ~ N(0, I_m), float64.
+
+        Phi is (..., n, n); A is (..., n, m) with A A^T the noise covariance, computed in square-root
+        form so that near-singular kernels (HOLD at small t) keep their relative accuracy.
+        """
+        raise NotImplementedError
+
+    def transition(self, s, t) -> tuple[Tensor, Tensor]:
+        """(Phi, Sigma) of u_t | u_s for s <= t, each (..., n, n) float64 (Sigma: noise part only)."""
+        phi, a = self.transition_factor(s, t)
+        return phi, symmetrize(a @ a.transpose(-1, -2))
+
+    def g2(self, t) -> Tensor:
+        """Diffusion variance rate g(t)^2 of the last component (float64)."""
+        raise NotImplementedError
+
+    def beta(self, t) -> Tensor:
+        return self.schedule.beta(_as_time(t))
+
+    # ------------------------------------------------------------------ derived maths
+    @property
+    def n(self) -> int:
+        return self.order
+
+    def initial_cov(self, device=None) -> Tensor:
+        """Sigma_0 = diag(0, aux_var, ..., aux_var): x0 is given, the auxiliaries start Gaussian."""
+        diag = torch.full((self.order,), float(self.aux_var), dtype=torch.float64, device=device)
+        diag[0] = 0.0
+        return torch.diag(diag)
+
+    def marginal(self, t) -> Kernel:
+        """Perturbation kernel x0 -> u_t with the auxiliaries marginalised (HSM)."""
+        t = self.check_time(t)
+        phi, a = self.transition_factor(torch.zeros_like(t), t)
+        s0_sqrt = self.initial_cov(device=phi.device).sqrt()
+        chol = tril_factor(torch.cat([phi @ s0_sqrt, a], dim=-1))
+        return Kernel(phi, chol @ chol.transpose(-1, -2), chol)
+
+    def prior_cov(self) -> Tensor:
+        """Covariance (n, n) of the prior N(0, Sigma_T): the kernel at T of x0 = 0.
+
+        It equals the stationary law N(0, I/L) up to O(||Phi_T||^2) where one exists
+        (VP: 1 - e^{-B(T)}); for VE it is sigma(T)^2 - sigma_min^2.
+        """
+        return self.marginal(self.T).cov
+
+    # ------------------------------------------------------------------ state helpers
+    def components(self, u: Tensor) -> tuple[Tensor, ...]:
+        """Split a state into its n components (each of the data's shape)."""
+        if u.shape[1] % self.order:
+            raise ValueError(f"state has {u.shape[1]} channels, not a multiple of the order n={self.order}")
+        return tuple(u.chunk(self.order, dim=1))
+
+    def last(self, u: Tensor) -> Tensor:
+        return self.components(u)[-1]
+
+    def data(self, u: Tensor) -> Tensor:
+        return self.components(u)[0]
+
+    @staticmethod
+    def join(*components: Tensor) -> Tensor:
+        return torch.cat(components, dim=1)
+
+    def embed_last(self, y: Tensor) -> Tensor:
+        """A state that is zero except for ``y`` in the last component."""
+        zeros = torch.zeros_like(y)
+        return self.join(*([zeros] * (self.order - 1) + [y]))
+
+    def apply(self, m: Tensor, u: Tensor) -> Tensor:
+        """Per-coordinate n x n matrix times state. ``m`` is (n, n) or (B, n, n); float64 is cast."""
+        b = u.shape[0]
+        uu = u.reshape(b, self.order, -1)
+        m = m.to(dtype=u.dtype, device=u.device)
+        out = torch.matmul(m, uu) if m.dim() == 3 else torch.einsum("ij,bjk->bik", m, uu)
+        return out.reshape(u.shape)
+
+    def state_shape(self, data_shape) -> tuple[int, ...]:
+        data_shape = tuple(data_shape)
+        return (data_shape[0], self.order * data_shape[1], *data_shape[2:])
+
+    def _batch_time(self, t, u: Tensor) -> Tensor:
+        t = _as_time(t, device=u.device)
+        return t.expand(u.shape[0]) if t.dim() == 0 else t
+
+    @staticmethod
+    def _per_sample(v: Tensor, u: Tensor) -> Tensor:
+        """Broadcast a per-sample (B,) or scalar value against a tensor of any rank."""
+        v = v.to(dtype=u.dtype, device=u.device)
+        return v.reshape(-1, *([1] * (u.dim() - 1))) if v.dim() else v
+
+    # ------------------------------------------------------------------ forward process
+    def drift(self, u: Tensor, t) -> Tensor:
+        """Forward drift beta(t) F u."""
+        t = self._batch_time(t, u)
+        return self._per_sample(self.beta(t), u) * self.apply(self.F, u)
+
+    def diffusion(self, t) -> Tensor:
+        """g(t): the noise scale on the last component (the other components get none)."""
+        return self.g2(t).sqrt()
+
+    def augment(self, x: Tensor, noise: Callable[[tuple], Tensor] | None = None) -> Tensor:
+        """u_0 = (x, aux): the auxiliaries drawn from N(0, aux_var I)."""
+        if self.order == 1:
+            return x
+        shape = (x.shape[0], (self.order - 1) * x.shape[1], *x.shape[2:])
+        z = noise(shape) if noise is not None else torch.randn(shape, dtype=x.dtype, device=x.device)
+        return torch.cat([x, math.sqrt(self.aux_var) * z.to(x)], dim=1)
+
+    def aux_log_prob(self, u: Tensor) -> Tensor:
+        """log N(aux; 0, aux_var I) of the auxiliaries of a state, per sample (0 for n = 1)."""
+        if self.order == 1:
+            return torch.zeros(u.shape[0], dtype=u.dtype, device=u.device)
+        aux = torch.cat(self.components(u)[1:], dim=1).flatten(1)
+        k = aux.shape[1]
+        return -0.5 * (aux**2).sum(1) / self.aux_var - 0.5 * k * math.log(2 * math.pi * self.aux_var)
+
+    def mean(self, x0: Tensor, t) -> Tensor:
+        """E[u_t | x0] = Phi_t [x0, 0, ...]."""
+        t = self._batch_time(t, x0)
+        phi = self.marginal(t).phi
+        return self.apply(phi, self.join(*([x0] + [torch.zeros_like(x0)] * (self.order - 1))))
+
+    def perturb(self, x0: Tensor, t, eps: Tensor, kernel: Kernel | None = None) -> Tensor:
+        """u_t = Phi_t [x0, 0..] + L_t eps, with eps ~ N(0, I) of the state's shape."""
+        t = self._batch_time(t, x0)
+        k = kernel if kernel is not None else self.marginal(t)
+        u0 = self.join(*([x0] + [torch.zeros_like(x0)] * (self.order - 1)))
+        return self.apply(k.phi, u0) + self.apply(k.chol, eps)
+
+    # ------------------------------------------------------------------ prior
+    def prior_sample(self, data_shape, noise: Callable[[tuple], Tensor] | None = None,
+                     dtype=torch.float32, device=None) -> Tensor:
+        """u_T ~ N(0, Sigma_T (x) I) for data of shape ``data_shape`` (batch first)."""
+        shape = self.state_shape(data_shape)
+        z = noise(shape) if noise is not None else torch.randn(shape)
+        z = z.to(dtype=dtype, device=device)
+        return self.apply(self.marginal(self.T).chol, z)
+
+    def prior_logp(self, u: Tensor) -> Tensor:
+        """log N(u; 0, Sigma_T (x) I) per sample, computed in float64 and returned in u's dtype."""
+        chol = self.marginal(self.T).chol.to(u.device)
+        b = u.shape[0]
+        uu = u.reshape(b, self.order, -1).to(torch.float64)
+        z = torch.linalg.solve_triangular(chol, uu, upper=False)
+        d = uu.shape[-1]
+        logdet = 2 * torch.log(torch.diagonal(chol)).sum()
+        out = -0.5 * (z**2).sum((1, 2)) - 0.5 * d * (logdet + self.order * math.log(2 * math.pi))
+        return out.to(u.dtype)
+
+    # ------------------------------------------------------------------ reverse time
+    def reverse_drift(self, u: Tensor, t, score: Tensor, probability_flow: bool = False) -> Tensor:
+        """Drift of the reverse-time process in forward-time convention.
+
+        Reverse SDE:  f(u, t) - g^2 e_n s           (Anderson 1982; Song et al. 2021, eq. 6)
+        PF-ODE:       f(u, t) - (1/2) g^2 e_n s     (Song et al. 2021, eq. 13)
+        A sampler moving from t to t - h uses u - h * reverse_drift (+ g sqrt(h) e_n z for the SDE).
+        """
+        t = self._batch_time(t, u)
+        coef = (0.5 if probability_flow else 1.0) * self._per_sample(self.g2(t), score)
+        return self.drift(u, t) - self.embed_last(coef * score)
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseProcess":
+        return ReverseProcess(self, score_fn, probability_flow)
+
+    # ------------------------------------------------------------------ misc
+    @property
+    def has_stationary_law(self) -> bool:
+        return False
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_dict()})"
+
+
+@dataclass
+class ReverseProcess:
+    """The reverse-time SDE (or probability-flow ODE) of ``sde`` driven by ``score_fn``."""
+
+    sde: LinearSDE
+    score_fn: ScoreFn
+    probability_flow: bool = False
+
+    def drift(self, u: Tensor, t) -> Tensor:
+        t = self.sde._batch_time(t, u)
+        return self.sde.reverse_drift(u, t, self.score_fn(u, t), self.probability_flow)
+
+    def diffusion(self, t) -> Tensor:
+        if self.probability_flow:
+            return torch.zeros_like(_as_time(t))
+        return self.sde.diffusion(t)

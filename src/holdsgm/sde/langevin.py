@@ -1,0 +1,269 @@
+"""Phase-space SDEs with constant matrices: the order-n Langevin family (VP-OU, CLD, HOLD) and VE.
+
+    du = beta(t) F u dt + sqrt(beta(t)) G dW,   G G^T = Q = q E_{n,n}
+
+The Langevin family (Shi & Liu 2024, HOLD; Dockhorn et al. 2022, CLD; Sterling et al. 2024/25):
+
+    F = sum_{i<n} gamma_i (E_{i,i+1} - E_{i+1,i}) - xi E_{n,n},     q = 2 xi / L
+
+has stationary law N(0, I / L) (F S + S F^T + Q = 0 with S = I/L) and starts the auxiliaries
+u_2..u_n from N(0, alpha / L). Kernels come from Van Loan's matrix exponential, for any n.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .base import LinearSDE, _as_time
+from .kernels import GL_NODES, cholesky, noise_factor, van_loan
+from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule, schedule_from_dict
+
+
+class PhaseSpaceSDE(LinearSDE):
+    """du = beta(t) F u dt + sqrt(beta(t) q) e_n dW with constant F (n x n) and q > 0."""
+
+    def __init__(self, F, q: float, schedule: Schedule, T: float, eps: float, aux_var: float = 0.0,
+                 name: str = "phase-space"):
+        F = torch.as_tensor(F, dtype=torch.float64)
+        if F.dim() != 2 or F.shape[0] != F.shape[1]:
+            raise ValueError(f"F must be a square matrix, got shape {tuple(F.shape)}")
+        if not torch.isfinite(F).all():
+            raise ValueError("F must be finite")
+        if not (math.isfinite(q) and q > 0):
+            raise ValueError(f"the noise rate q must be positive, got {q!r}")
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        self.F = F
+        self.order = F.shape[0]
+        self.q = float(q)
+        self.schedule = schedule
+        self.T = float(T)
+        self.eps = float(eps)
+        self.aux_var = float(aux_var)
+        self.name = name
+        self._check_common()
+
+    @property
+    def Q(self) -> Tensor:
+        Q = torch.zeros(self.order, self.order, dtype=torch.float64)
+        Q[-1, -1] = self.q
+        return Q
+
+    def transition_factor(self, s, t):
+        """Phi = expm(b F); the noise factor in square-root form for b ||F|| <= 1 (where kernels are
+        near-singular), else the Cholesky factor of Van Loan's covariance (well-conditioned there)."""
+        s, t = _as_time(s), _as_time(t)
+        b = self.schedule.integral(t) - self.schedule.integral(s)
+        if bool((b < -1e-12).any()):
+            raise ValueError("transition needs s <= t")
+        return self.factor_over(b.clamp_min(0), self.F)
+
+    def factor_over(self, b, F: Tensor) -> tuple[Tensor, Tensor]:
+        """(expm(b F), A) for ``du = F u db + sqrt(q) e_n dW`` over b units of integrated beta."""
+        b = torch.as_tensor(b, dtype=torch.float64)
+        F = F.to(device=b.device, dtype=torch.float64)
+        n = self.order
+        shape = b.shape
+        flat = b.reshape(-1)
+        phi = torch.linalg.matrix_exp(flat[:, None, None] * F)
+        g = torch.zeros(n, 1, dtype=torch.float64, device=b.device)
+        g[-1, 0] = self.q**0.5
+        small = flat * self._norm(F) <= 1.0
+        width = max(GL_NODES, n)
+        a = flat.new_zeros(flat.shape[0], n, width)
+        if bool(small.any()):
+            a[small, :, :GL_NODES] = noise_factor(F, g, flat[small])
+        if bool((~small).any()):
+            a[~small, :, :n] = cholesky(self._noise_cov(flat[~small], phi[~small], F, g))
+        return phi.reshape(*shape, n, n), a.reshape(*shape, n, width)
+
+    def _norm(self, F: Tensor) -> float:
+        key = tuple(F.flatten().tolist())
+        cache = self.__dict__.setdefault("_norm_cache", {})
+        if key not in cache:
+            cache[key] = float(torch.linalg.matrix_norm(F.cpu(), ord=2))
+        return cache[key]
+
+    def _noise_cov(self, b: Tensor, phi: Tensor, F: Tensor, g: Tensor) -> Tensor:
+        """Noise covariance over b >= 1/||F|| (well-conditioned there): Van Loan."""
+        return van_loan(F, g @ g.T, b)[1]
+
+    def g2(self, t):
+        return self.q * self.schedule.beta(_as_time(t))
+
+
+class Langevin(PhaseSpaceSDE):
+    """Order-n Langevin SDE (n=1: VP's OU, n=2: CLD, n=3: HOLD).
+
+    Args:
+        gamma: the n - 1 Hamiltonian couplings gamma_i > 0.
+        xi: friction on the last component, xi > 0.
+        L: stationary precision (stationary law N(0, I / L)).
+        alpha: initial variance of the auxiliaries in units of 1 / L.
+        schedule: beta(t); a float means a constant beta.
+        T, eps: time horizon and the smallest time used in training and sampling.
+    """
+
+    def __init__(self, gamma: Sequence[float] = (), xi: float = 0.5, L: float = 1.0, alpha: float = 0.04,
+                 schedule: Schedule | float = 1.0, T: float = 1.0, eps: float = 1e-3, name: str = "langevin"):
+        gamma = tuple(float(g) for g in gamma)
+        for i, g in enumerate(gamma):
+            if not (math.isfinite(g) and g > 0):
+                raise ValueError(f"gamma[{i}] must be positive, got {g!r}")
+        if not (math.isfinite(xi) and xi > 0):
+            raise ValueError(f"xi must be positive, got {xi!r}")
+        if not (math.isfinite(L) and L > 0):
+            raise ValueError(f"L must be positive, got {L!r}")
+        if len(gamma) >= 1 and not (math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"alpha must be positive, got {alpha!r}")
+        if not isinstance(schedule, Schedule):
+            if not (isinstance(schedule, (int, float)) and math.isfinite(schedule) and schedule > 0):
+                raise ValueError(f"beta must be a positive number or a Schedule, got {schedule!r}")
+            schedule = ConstantSchedule(float(schedule))
+        n = len(gamma) + 1
+        F = torch.zeros(n, n, dtype=torch.float64)
+        for i, g in enumerate(gamma):
+            F[i, i + 1] = g
+            F[i + 1, i] = -g
+        F[-1, -1] = -xi
+        self.gamma = gamma
+        self.xi = float(xi)
+        self.L = float(L)
+        self.alpha = float(alpha)
+        super().__init__(F, 2 * xi / L, schedule, T, eps, aux_var=(alpha / L if n > 1 else 0.0), name=name)
+
+    @classmethod
+    def critically_damped(cls, order: int, **kw) -> "Langevin":
+        """The critically-damped member of order n: all eigenvalues of F equal -sqrt(2n - 3) (n >= 2).
+
+        n = 2: gamma = (1,), xi = 2;  n = 3: gamma = (1, 2 sqrt 2), xi = 3 sqrt 3 (MATH.md).
+        For n = 1, xi = 1/2 (VP's OU part). Other orders are found numerically.
+        """
+        if not (isinstance(order, int) and order >= 1):
+            raise ValueError(f"order n must be an integer >= 1, got {order!r}")
+        table = {1: ((), 0.5), 2: ((1.0,), 2.0), 3: ((1.0, 2 * math.sqrt(2)), 3 * math.sqrt(3))}
+        if order in table:
+            gamma, xi = table[order]
+        else:
+            gamma, xi = _critical_parameters(order)
+        return cls(gamma=gamma, xi=xi, **kw)
+
+    @classmethod
+    def from_cld(cls, M_inv: float = 4.0, Gamma: float = 1.0, beta: float = 4.0, T: float = 1.0,
+                 gamma: float = 0.04, eps: float = 1e-3, name: str = "cld-sgm") -> "Langevin":
+        """CLD in Dockhorn et al.'s parameters, mapped onto this family with v' = v sqrt(M^{-1}).
+
+        CLD: dx = M^{-1} v beta dt, dv = (-x - Gamma M^{-1} v) beta dt + sqrt(2 Gamma beta) dW,
+        v_0 ~ N(0, gamma M). In (x, v') this is gamma_1 = sqrt(M^{-1}), xi = Gamma M^{-1}, L = 1,
+        alpha = gamma. Their CIFAR-10 setting (defaults) is critically damped (Gamma^2 = 4M).
+        """
+        for k, v in {"M_inv": M_inv, "Gamma": Gamma, "beta": beta, "gamma": gamma}.items():
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{k} must be positive, got {v!r}")
+        return cls(gamma=(math.sqrt(M_inv),), xi=Gamma * M_inv, L=1.0, alpha=gamma,
+                   schedule=ConstantSchedule(beta), T=T, eps=eps, name=name)
+
+    @property
+    def has_stationary_law(self) -> bool:
+        return True
+
+    @property
+    def stationary_var(self) -> float:
+        return 1.0 / self.L
+
+    def _noise_cov(self, b: Tensor, phi: Tensor, F: Tensor, g: Tensor) -> Tensor:
+        """S - Phi S Phi^T with S = I / L: exact for this family (F S + S F^T + Q = 0, and the same
+        for F^T), and free of cancellation where it is used (b ||F|| >= 1, Phi well inside the unit ball)."""
+        eye = torch.eye(self.order, dtype=phi.dtype, device=phi.device)
+        return (eye - phi @ phi.transpose(-1, -2)) / self.L
+
+    @property
+    def F_skew(self) -> Tensor:
+        """The Hamiltonian (antisymmetric) part of F; F = F_skew - xi E_nn."""
+        return 0.5 * (self.F - self.F.T)
+
+    def to_dict(self) -> dict:
+        return {"kind": "langevin", "name": self.name, "gamma": list(self.gamma), "xi": self.xi, "L": self.L,
+                "alpha": self.alpha, "schedule": self.schedule.to_dict(), "T": self.T, "eps": self.eps}
+
+
+class VPSDE(Langevin):
+    """Variance-preserving SDE (Song et al. 2021): dx = -beta(t) x / 2 dt + sqrt(beta(t)) dW.
+
+    The n = 1 Langevin SDE with xi = 1/2, L = 1 and a linear schedule.
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, eps: float = 1e-3,
+                 name: str = "vp"):
+        super().__init__(gamma=(), xi=0.5, L=1.0, alpha=0.0, schedule=LinearSchedule(beta_min, beta_max, T),
+                         T=T, eps=eps, name=name)
+
+    def to_dict(self) -> dict:
+        s = self.schedule
+        return {"kind": "vp", "name": self.name, "beta_min": s.beta_min, "beta_max": s.beta_max,
+                "T": self.T, "eps": self.eps}
+
+
+class VESDE(PhaseSpaceSDE):
+    """Variance-exploding SDE (Song et al. 2021): dx = sqrt(d sigma^2/dt) dW.
+
+    The kernel is exact: x_t = x_0 + N(0, sigma(t)^2 - sigma_min^2) (Song et al. approximate the
+    variance by sigma(t)^2). The prior is N(0, sigma_max^2 - sigma_min^2).
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0, eps: float = 1e-5,
+                 name: str = "ve"):
+        super().__init__(torch.zeros(1, 1), 1.0, GeometricVarianceSchedule(sigma_min, sigma_max, T), T, eps,
+                         name=name)
+
+    def to_dict(self) -> dict:
+        s = self.schedule
+        return {"kind": "ve", "name": self.name, "sigma_min": s.sigma_min, "sigma_max": s.sigma_max,
+                "T": self.T, "eps": self.eps}
+
+
+def _critical_parameters(n: int) -> tuple[tuple[float, ...], float]:
+    """Couplings and friction with F's characteristic polynomial (lambda + r)^n, r = sqrt(2n - 3).
+
+    Solved numerically (Newton on the polynomial coefficients); used only for n > 3.
+    """
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    r = math.sqrt(2 * n - 3)
+    target = np.poly(np.full(n, -r))[1:]
+
+    def resid(p):
+        g, xi = np.exp(p[:-1]), np.exp(p[-1])
+        F = np.zeros((n, n))
+        for i, gi in enumerate(g):
+            F[i, i + 1], F[i + 1, i] = gi, -gi
+        F[-1, -1] = -xi
+        return np.poly(F)[1:] - target
+
+    sol = least_squares(resid, np.zeros(n), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    if np.max(np.abs(resid(sol.x))) > 1e-8:
+        raise ValueError(f"no critically-damped Langevin parameters found for order n={n}")
+    p = np.exp(sol.x)
+    return tuple(float(v) for v in p[:-1]), float(p[-1])
+
+
+def sde_from_dict(d: dict):
+    from .subvp import SubVPSDE
+
+    d = dict(d)
+    kind = d.pop("kind", None)
+    if kind == "langevin":
+        d["schedule"] = schedule_from_dict(d["schedule"])
+        return Langevin(**d)
+    if kind == "vp":
+        return VPSDE(**d)
+    if kind == "ve":
+        return VESDE(**d)
+    if kind == "subvp":
+        return SubVPSDE(**d)
+    raise ValueError(f"unknown SDE kind {kind!r}")
