@@ -127,6 +127,10 @@ class LinearSDE:
     def marginal(self, t) -> Kernel:
         """Perturbation kernel x0 -> u_t with the auxiliaries marginalised (HSM)."""
         t = self.check_time(t)
+        if t.dim() == 1 and t.numel() > 1 and bool((t == t[0]).all()):
+            k = self.marginal(t[0])  # samplers pass one time for the whole batch: compute it once
+            shape = (t.numel(), self.order, self.order)
+            return Kernel(k.phi.expand(shape), k.cov.expand(shape), k.chol.expand(shape))
         phi, a = self.transition_factor(torch.zeros_like(t), t)
         s0_sqrt = self.initial_cov(device=phi.device).sqrt()
         chol = tril_factor(torch.cat([phi @ s0_sqrt, a], dim=-1))

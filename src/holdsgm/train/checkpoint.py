@@ -1,0 +1,476 @@
+"""Crash-safe checkpoints and the public loaders :func:`load_checkpoint` and :func:`load_run`.
+
+A checkpoint is a folder ``RUN/checkpoints/ckpt-<step:08d>/`` holding
+
+* ``model.safetensors``, ``ema.safetensors``: the network's and the EMA's weights (safetensors: no code);
+* ``state.pt``: everything else (optimizer state, step, RNG states, batch-sampler state, the resolved
+  config, the SDE's dict, the network's kind + config, data-set info), written with ``torch.save`` and
+  read only with ``torch.load(weights_only=True)``, which refuses any pickled object other than tensors
+  and plain containers, so loading never executes code;
+* ``manifest.json``: the byte size and sha256 of each of the files above, written last.
+
+Every file is written atomically (temporary file in the same folder, flush + fsync, ``os.replace``,
+fsync of the folder), and a checkpoint counts only once its manifest exists and matches the files. A
+process killed at any moment therefore leaves the previous checkpoints intact, and at worst an
+incomplete folder that loaders skip with a warning (as EDM2's training loop keeps its last snapshot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from . import faults
+
+log = logging.getLogger("holdsgm.train")
+
+FORMAT = "holdsgm-checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHT_FILES = {"model": "model.safetensors", "ema": "ema.safetensors"}
+STATE_FILE = "state.pt"
+CKPT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^ckpt-(\d+)$")
+
+
+# ---------------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            if os.environ.get(faults.KILL_AT) or os.environ.get(faults.CKPT_SLEEP):
+                f.flush()
+                faults.ckpt_sleep()
+                faults.reached(f"ckpt:{path.name}:partial")
+            f.write(data[half:])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    faults.reached(f"ckpt:{path.name}:written")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _tensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.torch import save
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    return save(clean, metadata=metadata)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CKPT_DIR / f"ckpt-{step:08d}"
+
+
+def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, state: dict) -> Path:
+    """Write checkpoint ``step`` of ``run_dir`` (see the module docstring); returns its folder.
+
+    If a complete checkpoint of this step already exists it is kept as it is (re-writing it in place
+    would leave no valid copy if the process died half-way).
+    """
+    path = checkpoint_dir(Path(run_dir), step)
+    if (path / MANIFEST).exists():
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError:
+            (path / MANIFEST).unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "step": str(step)}
+    blobs = {
+        WEIGHT_FILES["model"]: _tensors_bytes(model_state, meta),
+        WEIGHT_FILES["ema"]: _tensors_bytes(ema_state, meta),
+        STATE_FILE: _torch_bytes(state),
+    }
+    for name, data in blobs.items():
+        atomic_write(path / name, data)
+    faults.reached("ckpt:before-manifest")
+    manifest = {
+        "format": FORMAT, "version": VERSION, "step": int(step), "time": time.time(),
+        "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                  for name, data in blobs.items()},
+    }
+    atomic_write(path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    faults.reached("ckpt:done")
+    return path
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    """(step, folder) of every ``ckpt-*`` folder of a run, complete or not, oldest first."""
+    root = Path(run_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def prune_checkpoints(run_dir, keep: int) -> None:
+    """Keep the newest ``keep`` complete checkpoints; remove older ones and stale incomplete folders.
+
+    The manifest goes first, so a crash during removal leaves an incomplete (skipped) folder.
+    """
+    ckpts = list_checkpoints(run_dir)
+    complete = [(s, p) for s, p in ckpts if (p / MANIFEST).exists()]
+    if not complete:
+        return
+    newest = complete[-1][0]
+    doomed = [p for s, p in complete[:-keep]] if len(complete) > keep else []
+    doomed += [p for s, p in ckpts if not (p / MANIFEST).exists() and s < newest]
+    for p in doomed:
+        try:
+            (p / MANIFEST).unlink(missing_ok=True)
+            _fsync_dir(p)
+            shutil.rmtree(p)
+        except OSError as e:  # pragma: no cover - e.g. a read-only copy
+            log.warning("could not remove old checkpoint %s: %s", p, e)
+
+
+# ---------------------------------------------------------------------- verifying and reading
+
+
+def _read_manifest(path: Path) -> dict:
+    mpath = path / MANIFEST
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint folder")
+    if not mpath.exists():
+        raise CheckpointError(f"checkpoint {path} is incomplete (no {MANIFEST}; the writer was interrupted)")
+    try:
+        raw = mpath.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {mpath}: {e.strerror or e}") from None
+    if not raw:
+        raise CheckpointError(f"{mpath} is empty")
+    try:
+        man = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{mpath} is corrupt (not valid JSON)") from None
+    if not (isinstance(man, dict) and man.get("format") == FORMAT and isinstance(man.get("files"), dict)):
+        raise CheckpointError(f"{mpath} is not a holdsgm checkpoint manifest")
+    if man.get("version", 0) > VERSION:
+        raise CheckpointError(f"{mpath} has format version {man.get('version')}; this holdsgm reads up to "
+                              f"{VERSION} (upgrade holdsgm)")
+    return man
+
+
+def verify_checkpoint(path) -> dict:
+    """Check a checkpoint folder against its manifest (presence, size, sha256); returns the manifest."""
+    path = Path(path)
+    man = _read_manifest(path)
+    for name in (*WEIGHT_FILES.values(), STATE_FILE):
+        entry = man["files"].get(name)
+        f = path / name
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path / MANIFEST} lists no {name}")
+        if not f.exists():
+            raise CheckpointError(f"{f} is missing")
+        size = f.stat().st_size
+        want = int(entry.get("bytes", -1))
+        if size == 0 and want != 0:
+            raise CheckpointError(f"{f} is empty (expected {want} bytes)")
+        if size < want:
+            raise CheckpointError(f"{f} is truncated ({size} of {want} bytes)")
+        if size != want:
+            raise CheckpointError(f"{f} has {size} bytes, expected {want} (corrupt)")
+        if _sha256(f) != entry.get("sha256"):
+            raise CheckpointError(f"{f} is corrupt (sha256 does not match the manifest)")
+    return man
+
+
+def find_checkpoint(run_dir, *, warn: bool = True) -> Path | None:
+    """The newest checkpoint of a run that verifies; incomplete/corrupt ones are skipped with a warning."""
+    for step, p in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(p)
+            return p
+        except CheckpointError as e:
+            if warn:
+                log.warning("skipping checkpoint %s: %s", p.name, e)
+    return None
+
+
+def read_weights(f: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; CheckpointError (naming the file) if it is not one."""
+    from safetensors.torch import load
+
+    f = Path(f)
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{f} does not exist") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {f}: {e.strerror or e}") from None
+    if not data:
+        raise CheckpointError(f"{f} is empty")
+    try:
+        return load(data)
+    except Exception as e:  # safetensors raises its own SafetensorError / ValueError
+        raise CheckpointError(f"{f} is not a readable safetensors file ({' '.join(str(e).split())[:120]})") \
+            from None
+
+
+def read_state(f: Path) -> dict:
+    """The ``state.pt`` dict, read with ``weights_only=True`` (no code runs); CheckpointError otherwise."""
+    f = Path(f)
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{f} does not exist") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {f}: {e.strerror or e}") from None
+    if not data:
+        raise CheckpointError(f"{f} is empty")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        msg = " ".join(str(e).split())
+        if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(e).__name__:
+            raise CheckpointError(f"{f} contains pickled objects other than tensors and plain data; refusing "
+                                  f"to load it (loading could run arbitrary code)") from None
+        raise CheckpointError(f"{f} is corrupt or not a holdsgm state file ({msg[:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{f} is not a holdsgm checkpoint state")
+    return state
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its folder, step, the two weight dicts and the training state."""
+
+    path: Path
+    step: int
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor]
+    state: dict
+    manifest: dict = field(default_factory=dict)
+
+
+def _resolve(path) -> Path:
+    """A checkpoint folder from a checkpoint folder, a file in one, or a run folder (newest valid)."""
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise CheckpointError(f"{p} does not exist")
+    if p.is_file():
+        if p.name in (MANIFEST, STATE_FILE, *WEIGHT_FILES.values()):
+            return p.parent
+        if p.stat().st_size == 0:
+            raise CheckpointError(f"{p} is empty")
+        raise CheckpointError(f"{p} is not a holdsgm checkpoint (give a run folder or a checkpoint folder)")
+    if (p / MANIFEST).exists() or _CKPT_RE.match(p.name):
+        return p
+    ckpts = list_checkpoints(p)
+    if not ckpts:
+        what = "is empty" if not any(p.iterdir()) else "has no checkpoints"
+        raise CheckpointError(f"run folder {p} {what}")
+    found = find_checkpoint(p)
+    if found is None:
+        raise CheckpointError(f"run folder {p} has no valid checkpoint ({len(ckpts)} incomplete or corrupt)")
+    return found
+
+
+def load_checkpoint(path, *, verify: bool = True) -> Checkpoint:
+    """Load a checkpoint folder (or the newest valid checkpoint of a run folder).
+
+    Raises :class:`CheckpointError` (one line, naming the file) if it is missing, empty, truncated,
+    corrupt (sha256 mismatch, unreadable safetensors) or contains pickled code.
+    """
+    folder = _resolve(path)
+    man = verify_checkpoint(folder) if verify else _read_manifest(folder)
+    model = read_weights(folder / WEIGHT_FILES["model"])
+    ema = read_weights(folder / WEIGHT_FILES["ema"])
+    state = read_state(folder / STATE_FILE)
+    return Checkpoint(folder, int(state.get("step", man.get("step", 0))), model, ema, state, man)
+
+
+def load_weights_into(net: nn.Module, weights: dict[str, torch.Tensor], source) -> None:
+    """``net.load_state_dict(weights)``, strictly; CheckpointError naming ``source`` on another architecture."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {unexpected[0]}")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"shape mismatch for {k}: checkpoint {tuple(weights[k].shape)} vs network "
+                         f"{tuple(own[k].shape)}")
+        raise CheckpointError(f"{source} holds weights of another architecture: {'; '.join(parts)}")
+    net.load_state_dict(weights, strict=True)
+
+
+# ---------------------------------------------------------------------- a trained run, ready to use
+
+
+@dataclass
+class DatasetInfo:
+    """What a trained model knows of its data: shape, classes, quantisation, true density if known."""
+
+    name: str
+    data_shape: tuple[int, ...]
+    n_classes: int = 0
+    n_bins: int | None = None
+    data_range: tuple[float, float] | None = None
+    mixture: Any = None  # holdsgm.mixture.GaussianMixture or None
+    data_var: float = 1.0
+    n_train: int = 0
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.data_shape) == 3
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "data_shape": list(self.data_shape), "n_classes": self.n_classes,
+                "n_bins": self.n_bins, "data_range": None if self.data_range is None else list(self.data_range),
+                "mixture": None if self.mixture is None else self.mixture.to_dict(),
+                "data_var": self.data_var, "n_train": self.n_train}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetInfo":
+        from ..mixture import GaussianMixture
+
+        return cls(name=str(d["name"]), data_shape=tuple(int(s) for s in d["data_shape"]),
+                   n_classes=int(d.get("n_classes") or 0), n_bins=d.get("n_bins"),
+                   data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
+                   mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
+                   data_var=float(d.get("data_var", 1.0)), n_train=int(d.get("n_train", 0)))
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for sampling and likelihoods (see :func:`load_run`)."""
+
+    net: nn.Module
+    eps_model: Any  # holdsgm.losses.EpsModel
+    sde: Any  # holdsgm.sde.LinearSDE
+    config: Any  # holdsgm.train.config.Config
+    step: int
+    dataset_info: DatasetInfo
+    path: Path
+    which: str = "ema"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+
+def sde_dicts_equal(a: dict, b: dict, rel: float = 1e-12) -> bool:
+    """Equality of two SDE dicts, numbers compared to a relative tolerance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(sde_dicts_equal(a[k], b[k], rel) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(sde_dicts_equal(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
+    return a == b
+
+
+def build_from_state(state: dict, source) -> tuple[nn.Module, Any, Any]:
+    """(network, sde, config) described by a checkpoint state; CheckpointError when inconsistent."""
+    from ..errors import HoldsgmError
+    from ..nets import build_network
+    from ..sde import sde_from_dict
+    from .config import Config
+
+    try:
+        config = Config.from_dict(state["config"])
+        net_desc = state["network"]
+        net = build_network(net_desc["kind"], **net_desc["config"])
+        sde = sde_from_dict(state["sde"])
+    except KeyError as e:
+        raise CheckpointError(f"{source} lacks {e.args[0]!r}; it is not a complete holdsgm checkpoint") from None
+    except (HoldsgmError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source} describes an invalid model: {' '.join(str(e).split())}") from None
+    want = config.sde.build().to_dict()
+    if not sde_dicts_equal(want, sde.to_dict()):
+        raise CheckpointError(f"{source} was trained with SDE {sde.to_dict()} but its config specifies "
+                              f"{want}")
+    return net, sde, config
+
+
+def load_run(run_dir, which: str = "ema", device="cpu") -> LoadedRun:
+    """Load a trained run (its newest valid checkpoint, or a given checkpoint folder) for inference.
+
+    Args:
+        run_dir: a run folder (``holdsgm train --out RUN``) or one checkpoint folder.
+        which: ``'ema'`` (the averaged weights, what samples should use) or ``'model'`` (raw weights).
+        device: where to put the network.
+
+    Returns a :class:`LoadedRun` whose ``eps_model`` (an :class:`holdsgm.losses.EpsModel`) gives the
+    score for samplers and likelihoods. The network is in eval mode with gradients disabled.
+    """
+    from ..losses import EpsModel
+
+    if which not in ("ema", "model"):
+        raise ValueError(f"which must be 'ema' or 'model', got {which!r}")
+    ck = load_checkpoint(run_dir)
+    src = ck.path / STATE_FILE
+    net, sde, config = build_from_state(ck.state, src)
+    load_weights_into(net, ck.ema if which == "ema" else ck.model, ck.path / WEIGHT_FILES[which])
+    net.to(device).eval().requires_grad_(False)
+    info = DatasetInfo.from_dict(ck.state["dataset"])
+    em = ck.state.get("eps_model", {})
+    eps_model = EpsModel(net, sde, mixed=bool(em.get("mixed", False)), data_var=float(em.get("data_var", 1.0)))
+    return LoadedRun(net, eps_model, sde, config, ck.step, info, ck.path, which)

@@ -1,0 +1,615 @@
+"""Run configuration: typed dataclasses, a YAML loader with ``--set key=value`` overrides, validation.
+
+A config has six sections, each a dataclass::
+
+    sde:    name + SDE parameters           -> holdsgm.sde.make_sde(name, **overrides)
+    data:   name/path + loader options      -> holdsgm.data.load_dataset(name, **options), then a split
+    model:  network kind + its arguments    -> holdsgm.nets.build_network(kind, **kwargs), EpsModel
+    train:  optimiser, EMA, logging, checkpoints, device
+    sample: the default sampler of ``holdsgm sample`` / ``eval``
+    eval:   sample and likelihood budgets of ``holdsgm eval``
+
+In YAML the ``sde``, ``data`` and ``model`` sections are flat: keys that are not fields of the dataclass
+(``T``, ``n``, ``hidden``, ...) are the parameters passed on to the SDE, loader or network, stored in the
+dataclass's ``overrides`` / ``options`` / ``kwargs`` dict. So ``--set sde.T=3`` and
+``--set model.hidden=128`` work. Every user mistake raises :class:`~holdsgm.errors.ConfigError` naming
+the key (as a dotted path), the value and what was expected.
+
+Values given with ``--set`` are parsed as YAML scalars or flow lists (``--set train.betas=[0.9,0.99]``).
+Unlike plain PyYAML, ``1e-3`` is read as a float (YAML 1.2 behaviour).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import numbers
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+MAX_SEED = 2**63 - 1
+
+# ---------------------------------------------------------------------- YAML with YAML-1.2 floats
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` / ``1E5`` (no dot) as floats, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"{source}: invalid YAML: {msg}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a YAML scalar or flow collection (``3``, ``1e-3``, ``true``, ``[1, 2]``, ``hold``)."""
+    if text.strip() == "":
+        return ""
+    return parse_yaml(text, f"value {text!r}")
+
+
+def dump_yaml(d: dict) -> str:
+    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=110)
+
+
+# ---------------------------------------------------------------------- value checkers
+
+
+def _type_name(v) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _fail(key: str, v, expected: str) -> ConfigError:
+    return ConfigError(f"config key {key}: expected {expected}, got {_type_name(v)} {v!r:.80}")
+
+
+def _int(key: str, v, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+            v = int(v)  # 1e4 in YAML is a float; accept integral values
+        else:
+            raise _fail(key, v, "an integer")
+    v = int(v)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"config key {key}: must be {rng}, got {v}")
+    return v
+
+
+def _float(key: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise _fail(key, v, "a number")
+    v = float(v)
+    bad = not math.isfinite(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ConfigError(f"config key {key}: must be a finite number in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")
+    return v
+
+
+def _bool(key: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(key, v, "true or false")
+    return v
+
+
+def _str(key: str, v, choices=None) -> str:
+    if not isinstance(v, str):
+        raise _fail(key, v, "a string" if choices is None else f"one of {', '.join(map(str, choices))}")
+    if choices is not None and v not in choices:
+        raise ConfigError(f"config key {key}: must be one of {', '.join(map(str, choices))}; got {v!r:.80}")
+    return v
+
+
+def _mapping(key: str, v) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _fail(key, v, "a mapping")
+    for k in v:
+        if not isinstance(k, str):
+            raise ConfigError(f"config key {key}: keys must be strings, got {_type_name(k)} {k!r:.60}")
+    return dict(v)
+
+
+def _plain(key: str, v, depth: int = 0):
+    """A JSON/YAML-representable value (scalars, lists, string-keyed mappings)."""
+    if depth > 8:
+        raise ConfigError(f"config key {key}: nested too deeply")
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ConfigError(f"config key {key}: must be finite, got {v!r}")
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(f"{key}[{i}]", x, depth + 1) for i, x in enumerate(v)]
+    if isinstance(v, dict):
+        return {str(_str(f"{key} (a key)", k)): _plain(f"{key}.{k}", x, depth + 1) for k, x in v.items()}
+    raise _fail(key, v, "a number, string, boolean, list or mapping")
+
+
+def _unknown(section: str, key, valid) -> ConfigError:
+    where = f"{section}.{key}" if section else str(key)
+    return ConfigError(f"unknown config key {where!r:.100}; valid keys{' for ' + section if section else ''}: "
+                       f"{', '.join(sorted(valid))}")
+
+
+# ---------------------------------------------------------------------- sections
+
+
+@dataclass
+class SDEConfig:
+    """The forward SDE: a preset name of :func:`holdsgm.sde.make_sde` and parameter overrides."""
+
+    name: str = "hold"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    EXTRA = "overrides"
+
+    def validate(self) -> "SDEConfig":
+        from ..sde import PRESETS
+
+        self.name = _str("sde.name", self.name, sorted(PRESETS)).lower()
+        self.overrides = {k: _plain(f"sde.{k}", v) for k, v in _mapping("sde.overrides", self.overrides).items()}
+        accepted = _sde_parameters(self.name)
+        for k in self.overrides:
+            if k == "name" or (accepted is not None and k not in accepted):
+                raise _unknown("sde", k, {"name"} | (accepted or set()) - {"name"})
+        self.build()  # value errors (T <= 0, ...) as ConfigError
+        return self
+
+    def build(self):
+        from ..sde import make_sde
+
+        try:
+            return make_sde(self.name, **self.overrides)
+        except (TypeError, ValueError, ArithmeticError, RuntimeError) as e:
+            msg = " ".join(str(e).split())
+            keys = ", ".join(f"sde.{k}={v!r}" for k, v in self.overrides.items())
+            raise ConfigError(f"config key sde: cannot build SDE {self.name!r}"
+                              f"{' with ' + keys if keys else ''}: {msg}") from None
+
+    def flat(self) -> dict:
+        return {"name": self.name, **self.overrides}
+
+
+def _sde_parameters(name: str) -> set[str] | None:
+    """The parameters an SDE preset accepts (None when unknown: then make_sde checks them)."""
+    try:
+        from ..sde.presets import PRESETS, _accepted
+
+        return set(_accepted(PRESETS[name]))
+    except Exception:  # pragma: no cover - depends on the sde package's private helper
+        return None
+
+
+#: options understood by some data loader (holdsgm.data.load_dataset); the loader checks them per source
+DATA_OPTIONS = {"n", "seed", "recursive", "labels", "channels", "key", "label_key", "layout", "value_range"}
+
+
+@dataclass
+class DataConfig:
+    """The data set (a built-in name or a path) and its train/test split.
+
+    ``options`` go to :func:`holdsgm.data.load_dataset` (e.g. ``n`` and ``seed`` of a toy set).
+    Training uses the ``train`` part of a deterministic split (``test_fraction``, ``split_seed``);
+    evaluation uses the held-out ``test`` part. ``conditional`` trains a class-conditional model.
+    """
+
+    name: str = "8gaussians"
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    conditional: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    EXTRA = "options"
+
+    def validate(self) -> "DataConfig":
+        self.name = _str("data.name", self.name)
+        if not self.name.strip():
+            raise ConfigError("config key data.name: must be a data set name or path, got ''")
+        self.test_fraction = _float("data.test_fraction", self.test_fraction, 0.0, 1.0, True, True)
+        self.split_seed = _int("data.split_seed", self.split_seed, 0, MAX_SEED)
+        self.conditional = _bool("data.conditional", self.conditional)
+        self.options = {k: _plain(f"data.{k}", v) for k, v in _mapping("data.options", self.options).items()}
+        for k in self.options:
+            if k not in DATA_OPTIONS:
+                raise _unknown("data", k, _fields(DataConfig) | DATA_OPTIONS)
+        return self
+
+    def flat(self) -> dict:
+        return {"name": self.name, **self.options, "test_fraction": self.test_fraction,
+                "split_seed": self.split_seed, "conditional": self.conditional}
+
+
+#: network arguments the trainer derives from the data and the SDE (not user-settable)
+DERIVED_NET_ARGS = {"in_features", "out_features", "in_channels", "out_channels", "image_size", "n_classes"}
+
+
+@dataclass
+class ModelConfig:
+    """The network (``kind`` of :func:`holdsgm.nets.build_network` and its arguments) and its wrapper.
+
+    ``mixed_score`` adds CLD's analytic Gaussian score (Dockhorn et al. 2022, sec. 3.2) with per-coordinate
+    data variance ``data_var`` (null: estimated from the training data). Input/output sizes and
+    ``n_classes`` are derived from the data and the SDE order.
+    """
+
+    kind: str = "mlp"
+    mixed_score: bool = False
+    data_var: float | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    EXTRA = "kwargs"
+
+    def validate(self) -> "ModelConfig":
+        from ..nets import NETWORKS
+
+        self.kind = _str("model.kind", self.kind, sorted(NETWORKS))
+        self.mixed_score = _bool("model.mixed_score", self.mixed_score)
+        if self.data_var is not None:
+            self.data_var = _float("model.data_var", self.data_var, 0.0, None, lo_open=True)
+        self.kwargs = {k: _plain(f"model.{k}", v) for k, v in _mapping("model.kwargs", self.kwargs).items()}
+        accepted = network_arguments(self.kind)
+        for k in self.kwargs:
+            if k in DERIVED_NET_ARGS:
+                raise ConfigError(f"config key model.{k}: is derived from the data and the SDE; remove it")
+            if k not in accepted:
+                raise _unknown("model", k, _fields(ModelConfig) | accepted)
+        return self
+
+    def flat(self) -> dict:
+        return {"kind": self.kind, **self.kwargs, "mixed_score": self.mixed_score, "data_var": self.data_var}
+
+
+def network_arguments(kind: str) -> set[str]:
+    """User-settable constructor arguments of network ``kind``."""
+    import inspect
+
+    from ..nets import NETWORKS
+
+    params = inspect.signature(NETWORKS[kind].__init__).parameters
+    return {k for k in params if k != "self"} - DERIVED_NET_ARGS
+
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    AdamW (Loshchilov & Hutter 2019) with a linear warm-up of ``warmup_steps`` to ``lr`` (then constant),
+    gradient-norm clipping (``grad_clip``; 0 disables), and an EMA of the weights with decay
+    ``ema_decay``; with ``ema_warmup`` the decay at step k is ``min(ema_decay, (1 + k) / (10 + k))``
+    (the TensorFlow/score_sde warm-up; early averages are not dominated by the random init).
+    ``batch_size`` is the global batch (split across DDP ranks). ``amp`` (bf16/fp16 autocast) only
+    takes effect on CUDA. ``label_dropout`` replaces class labels by the null label with that
+    probability (classifier-free guidance training, Ho & Salimans 2022).
+    """
+
+    steps: int = 2000
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    weighting: str = "unit"
+    stratified: bool = True
+    seed: int = 0
+    log_every: int = 100
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 2
+    amp: str = "none"
+    device: str = "auto"
+    label_dropout: float = 0.0
+    tensorboard: bool = True
+
+    def validate(self) -> "TrainConfig":
+        from ..losses import WEIGHTINGS
+
+        self.steps = _int("train.steps", self.steps, 1)
+        self.batch_size = _int("train.batch_size", self.batch_size, 1)
+        self.lr = _float("train.lr", self.lr, 0.0, None, lo_open=True)
+        self.weight_decay = _float("train.weight_decay", self.weight_decay, 0.0)
+        if isinstance(self.betas, (str, bytes)) or not isinstance(self.betas, (list, tuple)) \
+                or len(self.betas) != 2:
+            raise _fail("train.betas", self.betas, "a list of two numbers in [0, 1)")
+        self.betas = tuple(_float(f"train.betas[{i}]", b, 0.0, 1.0, hi_open=True)
+                           for i, b in enumerate(self.betas))
+        self.warmup_steps = _int("train.warmup_steps", self.warmup_steps, 0)
+        self.grad_clip = _float("train.grad_clip", self.grad_clip, 0.0)
+        self.ema_decay = _float("train.ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True)
+        self.ema_warmup = _bool("train.ema_warmup", self.ema_warmup)
+        self.weighting = _str("train.weighting", self.weighting, WEIGHTINGS)
+        self.stratified = _bool("train.stratified", self.stratified)
+        self.seed = _int("train.seed", self.seed, 0, MAX_SEED)
+        self.log_every = _int("train.log_every", self.log_every, 1)
+        self.ckpt_every = _int("train.ckpt_every", self.ckpt_every, 1)
+        self.keep_checkpoints = _int("train.keep_checkpoints", self.keep_checkpoints, 1)
+        if self.amp is False or self.amp is None:  # YAML reads a bare `off`/`no` as false
+            self.amp = "none"
+        self.amp = _str("train.amp", self.amp, AMP_MODES)
+        self.device = _str("train.device", self.device)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"config key train.device: must be auto, cpu, cuda or cuda:N; got {self.device!r:.60}")
+        self.label_dropout = _float("train.label_dropout", self.label_dropout, 0.0, 1.0, hi_open=True)
+        self.tensorboard = _bool("train.tensorboard", self.tensorboard)
+        return self
+
+
+@dataclass
+class SampleConfig:
+    """Default sampling settings (``holdsgm sample``/``eval``): ``n`` samples with ``sampler`` at ``nfe``
+    score evaluations on time grid ``grid``; sample i uses seed ``seed + i``; ``ema`` picks the EMA weights."""
+
+    sampler: str = "sscs"
+    nfe: int = 50
+    grid: str = "uniform"
+    n: int = 2000
+    seed: int = 0
+    ema: bool = True
+    batch_size: int = 2048
+
+    def validate(self) -> "SampleConfig":
+        from ..samplers import GRIDS, SAMPLERS, steps_for_nfe
+
+        self.sampler = _str("sample.sampler", self.sampler, sorted(SAMPLERS))
+        self.nfe = _int("sample.nfe", self.nfe, 1)
+        if SAMPLERS[self.sampler].evals_per_step:
+            try:
+                steps_for_nfe(self.sampler, self.nfe)
+            except ValueError as e:
+                raise ConfigError(f"config key sample.nfe: {e}") from None
+        self.grid = _str("sample.grid", self.grid, GRIDS)
+        self.n = _int("sample.n", self.n, 1, 10_000_000)
+        self.seed = _int("sample.seed", self.seed, 0, MAX_SEED)
+        self.ema = _bool("sample.ema", self.ema)
+        self.batch_size = _int("sample.batch_size", self.batch_size, 1)
+        return self
+
+
+@dataclass
+class EvalConfig:
+    """``holdsgm eval``/``likelihood`` budgets: ``n`` generated samples for sample metrics (W2, MMD,
+    per-mode W2, FD), ``nll_n`` held-out points for the ODE likelihood with ``divergence`` ('exact' or
+    'hutchinson'), solved by ``method`` (scipy RK45 at ``rtol``/``atol``, or fixed-step 'rk4')."""
+
+    n: int = 2000
+    nll_n: int = 500
+    divergence: str = "exact"
+    method: str = "RK45"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    seed: int = 0
+
+    def validate(self) -> "EvalConfig":
+        self.n = _int("eval.n", self.n, 2, 10_000_000)
+        self.nll_n = _int("eval.nll_n", self.nll_n, 0, 10_000_000)
+        self.divergence = _str("eval.divergence", self.divergence, ("exact", "hutchinson"))
+        self.method = _str("eval.method", self.method, ("RK45", "RK23", "DOP853", "rk4"))
+        self.rtol = _float("eval.rtol", self.rtol, 0.0, 1.0, lo_open=True)
+        self.atol = _float("eval.atol", self.atol, 0.0, 1.0, lo_open=True)
+        self.seed = _int("eval.seed", self.seed, 0, MAX_SEED)
+        return self
+
+
+SECTIONS: dict[str, type] = {"sde": SDEConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+                             "sample": SampleConfig, "eval": EvalConfig}
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.name != getattr(cls, "EXTRA", None)}
+
+
+@dataclass
+class Config:
+    """The root config. Build with :func:`load_config` or :meth:`from_dict`; ``to_dict()`` round-trips."""
+
+    sde: SDEConfig = field(default_factory=SDEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def from_dict(cls, d) -> "Config":
+        """Validate a (flat-section) mapping; ConfigError naming the first bad key."""
+        d = _mapping("(root)", d)
+        for k in d:
+            if k not in SECTIONS:
+                raise _unknown("", k, SECTIONS)
+        sections = {}
+        for name, sec_cls in SECTIONS.items():
+            raw = _mapping(name, d.get(name))
+            extra_name = getattr(sec_cls, "EXTRA", None)
+            known = _fields(sec_cls)
+            kwargs: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+            if extra_name is not None and extra_name in raw:  # the explicit nested form
+                extra.update(_mapping(f"{name}.{extra_name}", raw.pop(extra_name)))
+            for k, v in raw.items():
+                if k in known:
+                    kwargs[k] = v
+                elif extra_name is not None:
+                    extra[k] = v
+                else:
+                    raise _unknown(name, k, known)
+            if extra_name is not None:
+                kwargs[extra_name] = extra
+            sections[name] = sec_cls(**kwargs)
+        cfg = cls(**sections)
+        return cfg.validate()
+
+    def validate(self) -> "Config":
+        # the model section's valid keys depend on its kind: validate kind first
+        for name in ("sde", "data", "model", "train", "sample", "eval"):
+            getattr(self, name).validate()
+        if self.sample.sampler in ("sscs", "lie-trotter") and not getattr(self.sde.build(), "has_stationary_law",
+                                                                           False):
+            raise ConfigError(f"config key sample.sampler: {self.sample.sampler!r} needs an SDE with a stationary "
+                              f"law; sde {self.sde.name!r} has none (use em, pc, euler, heun, rk4 or ode)")
+        if self.train.label_dropout > 0 and not self.data.conditional:
+            raise ConfigError("config key train.label_dropout: only meaningful with data.conditional: true")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/JSON-safe) in the flat-section form :meth:`from_dict` reads."""
+        out = {"sde": self.sde.flat(), "data": self.data.flat(), "model": self.model.flat()}
+        for name in ("train", "sample", "eval"):
+            sec = dataclasses.asdict(getattr(self, name))
+            out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items()}
+        return copy.deepcopy(out)
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def copy(self) -> "Config":
+        return Config.from_dict(self.to_dict())
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (``$HOLDSGM_CONFIGS`` overrides)."""
+    env = os.environ.get("HOLDSGM_CONFIGS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "configs"
+
+
+def preset_names() -> list[str]:
+    d = configs_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def resolve_config_path(path) -> Path:
+    """``path`` itself if it exists, else a preset of ``configs/`` by name (``toy-hold`` or ``toy-hold.yaml``)."""
+    p = Path(os.fspath(path))
+    if p.exists():
+        return p
+    if p.parent == Path(".") and not p.suffix or p.suffix in (".yaml", ".yml") and len(p.parts) == 1:
+        cand = configs_dir() / (p.stem + ".yaml")
+        if cand.exists():
+            return cand
+    names = preset_names()
+    hint = f" (presets: {', '.join(names)})" if names else ""
+    raise ConfigError(f"config file {p} not found{hint}")
+
+
+def apply_overrides(d: dict, overrides) -> dict:
+    """Apply ``["a.b=value", ...]`` to a nested dict (a copy is returned). ``sde.T=3`` sets ``d['sde']['T']``."""
+    d = copy.deepcopy(d)
+    for item in overrides or ():
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. train.lr=1e-3), got {item!r:.80}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if not key or any(not p for p in parts):
+            raise ConfigError(f"--set: bad key {key!r:.80}; use dotted keys like train.lr")
+        if parts[0] not in SECTIONS:
+            raise _unknown("", parts[0], SECTIONS)
+        if len(parts) == 1:
+            raise ConfigError(f"--set {key}: name a key inside the section, e.g. {key}.<key>; valid keys: "
+                              f"{', '.join(sorted(_section_keys(parts[0], d)))}")
+        extra = getattr(SECTIONS[parts[0]], "EXTRA", None)
+        if len(parts) > 2 and parts[1] == extra:
+            parts = [parts[0], *parts[2:]]  # sde.overrides.T -> sde.T
+        value = parse_value(text)
+        node = d
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return d
+
+
+def _section_keys(section: str, d: dict) -> set[str]:
+    cls = SECTIONS[section]
+    keys = _fields(cls)
+    if section == "model":
+        kind = (d.get("model") or {}).get("kind", "mlp") if isinstance(d.get("model"), dict) else "mlp"
+        try:
+            keys |= network_arguments(kind)
+        except Exception:
+            pass
+    elif section == "data":
+        keys |= DATA_OPTIONS
+    elif section == "sde":
+        name = (d.get("sde") or {}).get("name", "hold") if isinstance(d.get("sde"), dict) else "hold"
+        keys |= _sde_parameters(str(name).lower()) or set()
+    return keys
+
+
+def load_config(path=None, overrides=()) -> Config:
+    """Read a YAML config (a path or a preset name of ``configs/``), apply ``--set`` overrides, validate.
+
+    ``path=None`` starts from the defaults. Raises :class:`ConfigError` naming the file or the key.
+    """
+    if path is None:
+        raw: Any = {}
+    else:
+        p = resolve_config_path(path)
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise ConfigError(f"cannot read config file {p}: {reason}") from None
+        raw = parse_yaml(text, f"config file {p}")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {p}: expected a mapping of sections "
+                              f"({', '.join(SECTIONS)}), got {_type_name(raw)}")
+    try:
+        return Config.from_dict(apply_overrides(raw, overrides))
+    except ConfigError as e:
+        if path is not None and "config file" not in str(e):
+            raise ConfigError(f"{e} (in {path})") from None
+        raise
+
+
+def save_config(config: Config, path) -> None:
+    """Write ``config`` as YAML, atomically."""
+    from .checkpoint import atomic_write
+
+    atomic_write(Path(path), config.to_yaml().encode())

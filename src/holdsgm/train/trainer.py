@@ -1,0 +1,515 @@
+"""The training loop: HSM/DSM on any linear SDE, AdamW + warm-up + clipping + EMA, crash-safe
+checkpoints with auto-resume, DDP under torchrun, AMP on CUDA.
+
+Determinism. All randomness of a step comes from (i) the batch sampler, a pure function of
+(seed, step); (ii) one CPU generator that draws the *global* batch's diffusion times and noise, of
+which each rank takes its slice; (iii) the global torch RNG (dropout only), seeded per rank. All three
+are checkpointed, so on the CPU with a fixed thread count a resumed run reproduces the losses of an
+uninterrupted one bit for bit, and a DDP run of N ranks sees exactly the times, noise and examples of a
+single-process run with the same global batch (EDM-style: results do not depend on the device count).
+
+Reliability. SIGTERM/SIGINT finish the current step, write a checkpoint and return. A non-finite loss
+or gradient stops training with :class:`~holdsgm.errors.NumericsError` naming the step and the last
+good checkpoint; nothing is written after it. Checkpoints are atomic (see :mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import CheckpointError, ConfigError, NumericsError
+from ..losses import EpsModel, hsm_loss, sample_times
+from . import faults
+from .builders import build_components
+from .checkpoint import (FORMAT, find_checkpoint, load_checkpoint, load_weights_into, prune_checkpoints,
+                         save_checkpoint, sde_dicts_equal)
+from .config import Config, save_config
+from .distributed import (DistInfo, all_gather_object, all_reduce_max, all_reduce_mean, broadcast_object,
+                          init_distributed, resolve_device, shutdown_distributed)
+from .ema import EMA
+
+log = logging.getLogger("holdsgm.train")
+
+STATS_FILE = "stats.jsonl"
+CONFIG_FILE = "config.yaml"
+
+
+def _derive_seed(*words: int) -> int:
+    """A 63-bit seed from integers (numpy SeedSequence: independent streams for (seed, purpose, rank))."""
+    a, b = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
+    return ((int(a) << 32) | int(b)) & (2**63 - 1)
+
+
+def lr_at(step: int, lr: float, warmup_steps: int) -> float:
+    """Learning rate of update ``step`` (0-based): linear warm-up over ``warmup_steps``, then constant."""
+    if warmup_steps <= 0:
+        return lr
+    return lr * min(1.0, (step + 1) / warmup_steps)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did."""
+
+    run_dir: Path
+    step: int
+    steps: int
+    checkpoint: Path | None
+    seconds: float
+    total_seconds: float
+    resumed_from: int | None
+    stopped_by: str | None
+    last_loss: float | None
+    n_params: int
+
+    @property
+    def complete(self) -> bool:
+        return self.step >= self.steps
+
+
+class _Autocast(nn.Module):
+    """Runs the wrapped network under CUDA autocast and returns float32."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast("cuda", dtype=self.dtype):
+            out = self.net(*args, **kwargs)
+        return out.float()
+
+
+class StatsWriter:
+    """``stats.jsonl`` (one JSON object per log step, appended and flushed) and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool):
+        self.path = run_dir / STATS_FILE
+        if resume_step is not None:
+            self._truncate(resume_step)
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = open(self.path, "a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+            except Exception as e:  # pragma: no cover - tensorboard missing or broken
+                log.warning("TensorBoard logging disabled: %s", e)
+
+    def _truncate(self, step: int) -> None:
+        """Drop records after ``step`` (and a torn last line) so a resumed run's log reads as uninterrupted."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+                keep.append(line + "\n")
+        from .checkpoint import atomic_write
+
+        atomic_write(self.path, "".join(keep).encode())
+
+    def write(self, rec: dict) -> None:
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in rec.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"train/{k.replace('/', '_per_')}", v, rec["step"])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.close()
+        if self.tb is not None:
+            with contextlib.suppress(Exception):
+                self.tb.close()
+
+
+class Trainer:
+    """Train the model a :class:`Config` describes, in ``run_dir`` (created or resumed).
+
+    Args:
+        config: a validated config.
+        run_dir: the run folder. If it holds checkpoints, training resumes from the newest valid one
+            (another SDE or architecture -> :class:`CheckpointError`).
+        verbose: show a tqdm bar (on a terminal) or one line per log step (otherwise), rank 0 only.
+
+    Use ``result = trainer.fit()`` then ``trainer.close()`` (or :func:`train`, which does both).
+    """
+
+    def __init__(self, config: Config, run_dir, *, verbose: bool = True):
+        self.config = config
+        self.dist = DistInfo.from_env()
+        self._owns_group = False
+        self.stats: StatsWriter | None = None
+        try:
+            self._setup(run_dir, verbose)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, run_dir, verbose: bool) -> None:
+        config = self.config
+        tc = config.train
+        self.device = resolve_device(tc.device, self.dist)
+        self._owns_group = init_distributed(self.dist, self.device)
+        self.run_dir = Path(run_dir)
+        self.verbose = verbose and self.dist.is_main
+        if tc.batch_size % self.dist.world_size:
+            raise ConfigError(f"config key train.batch_size: the global batch {tc.batch_size} must be divisible "
+                              f"by the number of ranks {self.dist.world_size}")
+        self.local_batch = tc.batch_size // self.dist.world_size
+
+        if self.dist.is_main:
+            _prepare_run_dir(self.run_dir)
+
+        comp = build_components(config, seed=tc.seed)
+        self.sde = comp.sde
+        self.info = comp.info
+        self.data_var = comp.data_var
+        self.net = comp.net.to(self.device)
+        self._params = [p for p in self.net.parameters() if p.requires_grad]
+        self.n_params = sum(p.numel() for p in self.net.parameters())
+        self.train_x = comp.train.x.to(self.device)
+        self.train_y = comp.train.y.to(self.device) if (comp.train.y is not None and comp.info.n_classes) else None
+        self.state_shape = self.sde.state_shape((1, *self.info.data_shape))[1:]
+
+        self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                           weight_decay=tc.weight_decay)
+        amp_on = tc.amp != "none" and self.device.type == "cuda"
+        if tc.amp != "none" and not amp_on:
+            log.info("train.amp=%s has no effect on %s; training in float32", tc.amp, self.device.type)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if amp_on else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+        self.train_net: nn.Module = self.net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.train_net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        fwd = _Autocast(self.train_net, self.amp_dtype) if self.amp_dtype is not None else self.train_net
+        self.eps_model = EpsModel(fwd, self.sde, mixed=config.model.mixed_score, data_var=self.data_var)
+
+        from ..data import InfiniteBatchSampler
+
+        self.sampler = InfiniteBatchSampler(len(comp.train), self.local_batch, seed=tc.seed, rank=self.dist.rank,
+                                            world_size=self.dist.world_size)
+        self.generator = torch.Generator().manual_seed(_derive_seed(tc.seed, 1))
+        torch.manual_seed(_derive_seed(tc.seed, 2, self.dist.rank))  # dropout etc., per rank
+
+        self.step = 0
+        self.elapsed = 0.0  # training seconds over all sessions
+        self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
+        self.last_checkpoint: Path | None = None
+        self.resumed_from: int | None = None
+        self._stop: str | None = None
+        self._nan_step = faults.int_env(faults.NAN_AT_STEP)
+        self._step_sleep = faults.float_env(faults.STEP_SLEEP)
+        self._kill_hook = bool(os.environ.get(faults.KILL_AT))
+        self._resume()
+        if self.dist.is_main:
+            save_config(config, self.run_dir / CONFIG_FILE)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        rng_cpu = torch.get_rng_state()
+        rng_cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        if self.dist.enabled:
+            per_rank = all_gather_object((rng_cpu, rng_cuda))
+            rng_cpu_all = [r[0] for r in per_rank]
+            rng_cuda_all = [r[1] for r in per_rank]
+        else:
+            rng_cpu_all, rng_cuda_all = [rng_cpu], [rng_cuda]
+        from .. import __version__
+
+        return {
+            "format": FORMAT,
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "sde": self.sde.to_dict(),
+            "network": {"kind": self.net.kind, "config": dict(self.net.config)},
+            "eps_model": {"mixed": self.config.model.mixed_score, "data_var": self.data_var},
+            "dataset": self.info.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": {"torch_cpu": rng_cpu_all, "torch_cuda": rng_cuda_all,
+                    "generator": self.generator.get_state()},
+            "sampler": self.sampler.state_dict() | {"step": self.step},
+            "log": dict(self._acc),
+            "elapsed": self.elapsed,
+            "world_size": self.dist.world_size,
+            "versions": {"holdsgm": str(__version__), "torch": str(torch.__version__)},
+        }
+
+    def _all_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.net.parameters()) and \
+            all(bool(torch.isfinite(p).all()) for p in self.ema.model.parameters())
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 writes; all ranks must call it)."""
+        state = self._state()  # collective under DDP
+        if not self._all_finite():  # never write a poisoned checkpoint (the ranks' weights are identical)
+            raise NumericsError(f"non-finite weights at step {self.step}; not writing a checkpoint "
+                                f"(last good checkpoint: {self.last_checkpoint or 'none'})")
+        path = None
+        if self.dist.is_main:
+            path = save_checkpoint(self.run_dir, self.step, self.net.state_dict(), self.ema.state_dict(), state)
+            prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
+            self.last_checkpoint = path
+        if self.dist.enabled:
+            path = broadcast_object(str(path) if path else None)
+            path = Path(path) if path else None
+            self.last_checkpoint = path
+        return path
+
+    def _resume(self) -> None:
+        found = find_checkpoint(self.run_dir) if self.dist.is_main else None
+        if self.dist.enabled:
+            found = broadcast_object(str(found) if found else None)
+            found = Path(found) if found else None
+        if found is None:
+            self.stats = StatsWriter(self.run_dir, None, self.config.train.tensorboard) if self.dist.is_main else None
+            return
+        ck = load_checkpoint(found)
+        st = ck.state
+        src = ck.path / "state.pt"
+        if not sde_dicts_equal(st.get("sde", {}), self.sde.to_dict()):
+            raise CheckpointError(f"{src} was trained with another SDE ({st.get('sde')}) than the config "
+                                  f"({self.sde.to_dict()}); use a new --out folder")
+        desc = st.get("network", {})
+        if desc.get("kind") != self.net.kind:
+            raise CheckpointError(f"{src} holds a {desc.get('kind')!r} network but the config builds "
+                                  f"{self.net.kind!r}; use a new --out folder")
+        load_weights_into(self.net, ck.model, ck.path / "model.safetensors")
+        load_weights_into(self.ema.model, ck.ema, ck.path / "ema.safetensors")
+        old = st.get("dataset", {})
+        if tuple(old.get("data_shape", ())) != tuple(self.info.data_shape) or old.get("name") != self.info.name:
+            raise CheckpointError(f"{src} was trained on data {old.get('name')!r} {tuple(old.get('data_shape', ()))}"
+                                  f", the config loads {self.info.name!r} {self.info.data_shape}")
+        try:
+            self.optimizer.load_state_dict(st["optimizer"])
+            if self.scaler is not None and st.get("scaler"):
+                self.scaler.load_state_dict(st["scaler"])
+            self.generator.set_state(st["rng"]["generator"])
+            cpu_states = st["rng"]["torch_cpu"]
+            if st.get("world_size", 1) == self.dist.world_size and len(cpu_states) == self.dist.world_size:
+                torch.set_rng_state(cpu_states[self.dist.rank])
+                cuda_state = st["rng"]["torch_cuda"][self.dist.rank]
+                if cuda_state is not None and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(cuda_state, self.device)
+            else:
+                log.warning("resuming with %d rank(s) instead of %d: dropout randomness is re-seeded",
+                            self.dist.world_size, st.get("world_size", 1))
+                torch.manual_seed(_derive_seed(self.config.train.seed, 3, self.dist.rank, ck.step))
+            self.sampler.load_state_dict({"seed": st["sampler"]["seed"], "step": ck.step})
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{src} has an incompatible training state: {' '.join(str(e).split())}") from None
+        self.step = ck.step
+        self.elapsed = float(st.get("elapsed", 0.0))
+        self._acc = dict(st.get("log", self._acc))
+        self.last_checkpoint = ck.path
+        self.resumed_from = ck.step
+        self.stats = StatsWriter(self.run_dir, ck.step, self.config.train.tensorboard) if self.dist.is_main else None
+        if self.verbose:
+            log.info("resuming %s from step %d (%s)", self.run_dir, ck.step, ck.path.name)
+
+    # ------------------------------------------------------------------ one step
+    def _draw(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Times, state noise (and label-dropout mask) of this rank's part of the global batch."""
+        tc = self.config.train
+        g = self.generator
+        n = tc.batch_size
+        t = sample_times(n, self.sde, stratified=tc.stratified, generator=g)
+        eps = torch.randn((n, *self.state_shape), generator=g)
+        drop = torch.rand(n, generator=g) < tc.label_dropout if tc.label_dropout > 0 else None
+        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+        dev = self.device
+        return (t[lo:hi].to(dev), eps[lo:hi].to(dev, non_blocking=True),
+                None if drop is None else drop[lo:hi].to(dev))
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimiser update; returns (loss, gradient norm before clipping)."""
+        tc = self.config.train
+        step = self.step
+        idx = self.sampler.batch_at(step).to(self.device)
+        x0 = self.train_x[idx]
+        if self._nan_step is not None and step == self._nan_step:
+            x0 = torch.full_like(x0, float("nan"))
+        y = None
+        t, eps, drop = self._draw()
+        if self.train_y is not None:
+            y = self.train_y[idx]
+            if drop is not None:
+                y = torch.where(drop, torch.full_like(y, self.info.n_classes), y)
+        lr = lr_at(step, tc.lr, tc.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting, y=y).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        params = self._params
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        gnorm = torch.nn.utils.get_total_norm(grads)
+        loss_v, gnorm_v = torch.stack([loss.detach().float(), gnorm.float()]).tolist()
+        if not math.isfinite(loss_v) or (not math.isfinite(gnorm_v) and self.scaler is None):
+            what = "loss" if not math.isfinite(loss_v) else "gradient norm"
+            value = loss_v if what == "loss" else gnorm_v
+            raise NumericsError(f"non-finite {what} ({value}) at step {step + 1}; training stopped without "
+                                f"writing a checkpoint; last good checkpoint: {self.last_checkpoint or 'none'}")
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, gnorm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.ema.update(step)
+        self.step = step + 1
+        return loss_v, gnorm_v
+
+    # ------------------------------------------------------------------ the loop
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop = signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in old:
+            signal.signal(s, self._on_signal)
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _log(self, lr: float, interval_steps: int, interval_seconds: float) -> dict:
+        acc = self._acc
+        vals = [acc["loss"] / max(acc["count"], 1), acc["grad_norm"] / max(acc["count"], 1)]
+        if self.dist.enabled:
+            vals = all_reduce_mean(vals, self.device)
+        rec = {"step": self.step, "loss": vals[0], "lr": lr, "grad_norm": vals[1],
+               "it/s": interval_steps / interval_seconds if interval_seconds > 0 else float("nan"),
+               "seconds": round(self.elapsed, 3)}
+        self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
+        if self.stats is not None:
+            self.stats.write(rec)
+        return rec
+
+    def fit(self) -> TrainResult:
+        """Train to ``config.train.steps`` (or until SIGTERM/SIGINT); returns a :class:`TrainResult`."""
+        tc = self.config.train
+        start_step = self.step
+        session_start = time.perf_counter()
+        last_loss = None
+        bar = None
+        if self.verbose and self.step < tc.steps and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=tc.steps, initial=self.step, unit="step", dynamic_ncols=True, leave=True,
+                       desc=self.run_dir.name)
+        with self._signals():
+            t_mark, s_mark = time.perf_counter(), self.step
+            try:
+                while self.step < tc.steps:
+                    t0 = time.perf_counter()
+                    loss_v, gnorm_v = self.train_step()
+                    self.elapsed += time.perf_counter() - t0
+                    last_loss = loss_v
+                    self._acc["loss"] += loss_v
+                    self._acc["grad_norm"] += gnorm_v
+                    self._acc["count"] += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if self._step_sleep:
+                        time.sleep(self._step_sleep)
+                    if self._kill_hook:
+                        faults.reached("step")
+                    stop = self._stop is not None
+                    if self.dist.enabled:
+                        stop = all_reduce_max(float(stop), self.device) > 0
+                    if self.step % tc.log_every == 0 or self.step == tc.steps:
+                        now = time.perf_counter()
+                        rec = self._log(lr_at(self.step - 1, tc.lr, tc.warmup_steps), self.step - s_mark,
+                                        now - t_mark)
+                        t_mark, s_mark = now, self.step
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
+                        elif self.verbose:
+                            print(f"step {self.step}/{tc.steps}  loss {rec['loss']:.4f}  lr {rec['lr']:.3g}  "
+                                  f"grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s", file=sys.stderr)
+                    if stop or self.step % tc.ckpt_every == 0 or self.step == tc.steps:
+                        self.save()
+                    if stop:
+                        self._stop = self._stop or "signal"
+                        break
+            finally:
+                if bar is not None:
+                    bar.close()
+                if self.stats is not None:
+                    self.stats.close()
+        seconds = time.perf_counter() - session_start
+        if self.verbose and start_step == self.step and self.step >= tc.steps:
+            log.info("%s is already trained to step %d", self.run_dir, self.step)
+        return TrainResult(self.run_dir, self.step, tc.steps, self.last_checkpoint, seconds, self.elapsed,
+                           self.resumed_from, self._stop, last_loss, self.n_params)
+
+    def close(self) -> None:
+        """Release the model and optimizer, then leave the process group (the gloo teardown fix)."""
+        for name in ("train_net", "eps_model", "optimizer", "ema", "net", "scaler"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if getattr(self, "stats", None) is not None:
+            self.stats.close()
+        shutdown_distributed(getattr(self, "_owns_group", False))
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    """Create the run folder and check it is writable (one clear OSError otherwise)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to run folder {run_dir}: {e.strerror or e}") from None
+
+
+def train(config: Config, run_dir, *, verbose: bool = True) -> TrainResult:
+    """Build a :class:`Trainer`, fit, and release it (also on errors)."""
+    trainer = Trainer(config, run_dir, verbose=verbose)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

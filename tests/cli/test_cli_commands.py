@@ -1,0 +1,181 @@
+"""The CLI: --help everywhere, --dry-run for every preset, one-line errors with exit code 2, and the
+train -> sample -> eval -> likelihood path and the demo end to end on tiny runs."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from holdsgm.train import Config, load_config
+
+from cli_helpers import CONFIGS, TINY, cli, run_main, sets
+
+COMMANDS = ["train", "sample", "eval", "likelihood", "demo"]
+PRESETS = sorted(CONFIGS.glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from holdsgm.train import train
+
+    run = tmp_path_factory.mktemp("cli") / "run"
+    train(load_config(CONFIGS / "toy-hold.yaml", [*TINY, "train.steps=20"]), run, verbose=False)
+    return run
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_help(cmd, capsys):
+    code, out, _ = run_main([cmd, "--help"], capsys)
+    assert code == 0 and f"usage: holdsgm {cmd}" in out
+
+
+def test_top_level_help_lists_commands(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0 and all(c in out for c in COMMANDS)
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_dry_run_every_preset(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["train", path, "--dry-run"], capsys)
+    assert code == 0, err
+    assert "parameters" in out
+    resolved = yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#")))
+    assert Config.from_dict(resolved) == load_config(path)
+    assert list(tmp_path.iterdir()) == []  # wrote nothing
+
+
+def test_dry_run_applies_overrides(capsys):
+    code, out, _ = run_main(["train", "toy-hold", "--dry-run", "--set", "model.hidden=8", "--set", "sde.T=3"], capsys)
+    assert code == 0
+    d = yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#")))
+    assert d["model"]["hidden"] == 8 and d["sde"]["T"] == 3
+
+
+def _one_line_error(code, err, cmd):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"holdsgm {cmd}: error:") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "toy-hold", "--dry-run", "--set", "train.lrr=1"], "train.lrr"),
+    (["train", "toy-hold", "--dry-run", "--set", "train.lr=fast"], "train.lr"),
+    (["train", "toy-hold", "--dry-run", "--set", "novalue"], "key=value"),
+    (["train", "no-such-config", "--dry-run"], "no-such-config"),
+    (["sample", "{missing}"], "does not exist"),
+    (["eval", "{missing}"], "does not exist"),
+    (["likelihood", "{missing}"], "does not exist"),
+    (["sample", "{run}", "--nfe", "0"], "nfe"),
+    (["sample", "{run}", "--nfe", "1", "--sampler", "heun"], "too small"),
+    (["sample", "{run}", "--class", "3"], "not class-conditional"),
+    (["sample", "{run}", "--out", "{file}/sub"], "sub"),
+    (["eval", "{run}", "--out", "{file}/x.json"], "x.json"),
+    (["likelihood", "{run}", "--n", "0"], "--n"),
+    (["train", "toy-hold", "--out", "{file}/run", "--set", "train.steps=1"], "run"),
+    (["demo", "--out", "{file}/demo"], "demo"),
+])
+def test_errors_are_one_line_exit_2(argv, needle, capsys, tmp_path, tiny_run):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = [a.format(missing=tmp_path / "missing", run=tiny_run, file=blocker) for a in argv]
+    code, _, err = run_main(argv, capsys)
+    line = _one_line_error(code, err, argv[0])
+    assert needle in line
+
+
+def test_bad_config_file_is_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: [1,\n")
+    code, _, err = run_main(["train", bad, "--dry-run"], capsys)
+    assert "bad.yaml" in _one_line_error(code, err, "train")
+
+
+def test_errors_in_a_real_process():
+    p = cli("train", "toy-hold", "--dry-run", "--set", "train.lrr=1")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "train.lrr" in p.stderr
+
+
+@pytest.mark.slow
+def test_sample_eval_likelihood_end_to_end(tiny_run, tmp_path, capsys):
+    out = tmp_path / "samples"
+    code, stdout, err = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
+                                  "--out", out], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["n"] == 40 and summary["nfe"] == 8 and summary["finite"]
+    for f in ("samples.npz", "samples.png", "trajectory.png", "sample.json"):
+        assert (out / f).stat().st_size > 0
+    data = np.load(out / "samples.npz")
+    assert data["x"].shape == (40, 2) and data["u"].shape == (40, 6)
+    assert np.array_equal(data["seeds"], np.arange(3, 43))
+    assert data["trajectory"].shape[1:] == (16, 6) and data["trajectory_times"][0] == 5.0
+
+    # per-sample seeds: the batch size does not change the samples
+    out2 = tmp_path / "samples2"
+    code, _, err = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
+                             "--batch-size", "7", "--out", out2, "--no-ema"], capsys)
+    code3, _, _ = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
+                            "--batch-size", "40", "--out", tmp_path / "s3", "--no-ema"], capsys)
+    assert code == code3 == 0, err
+    np.testing.assert_allclose(np.load(out2 / "samples.npz")["x"], np.load(tmp_path / "s3" / "samples.npz")["x"],
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.load(out2 / "samples.npz")["x"], data["x"])  # --no-ema differs from EMA
+
+    res_file = tmp_path / "eval.json"
+    code, stdout, err = run_main(["eval", tiny_run, "--n", "60", "--nfe", "10", "--nll-n", "8", "--out", res_file],
+                                 capsys)
+    assert code == 0, err
+    res = json.loads(res_file.read_text())
+    assert res == json.loads(stdout)
+    m = res["metrics"]
+    assert m["n_samples"] == 60 and m["w2"] > 0 and m["mmd"] == m["mmd"] and m["mode_w2"] > 0
+    assert res["likelihood"]["n"] == 8 and np.isfinite(res["likelihood"]["nll"])
+    assert res["likelihood"]["true_nll"] < res["likelihood"]["nll"] + 50
+
+    code, stdout, err = run_main(["likelihood", tiny_run, "--n", "8", "--divergence", "hutchinson", "--method", "rk4",
+                                  "--out", tmp_path / "nll.json"], capsys)
+    assert code == 0, err
+    lik = json.loads(stdout)
+    assert lik["divergence"] == "hutchinson" and lik["n"] == 8 and lik["nfe"] > 0 and np.isfinite(lik["nll"])
+    assert "true_entropy" in lik and lik["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_train_cli_resumes_and_reports(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", CONFIGS / "toy-cld.yaml", "--out", run, "--quiet", *sets([*TINY, "train.steps=6"])]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert "step 6/6" in out
+    assert (run / "config.yaml").exists() and load_config(run / "config.yaml").sde.name == "cld"
+    code, out, _ = run_main(argv, capsys)
+    assert code == 0 and "already trained" in out
+    argv[-1] = "train.steps=9"
+    code, out, _ = run_main(argv, capsys)
+    assert code == 0 and "resumed from step 6" in out and "step 9/9" in out
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, err = run_main(["demo", "--quick", "--steps", "30", "--out", out, "--set", "model.hidden=32",
+                                  "--set", "eval.nll_n=10"], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("w2", "mmd", "mode_w2", "nll", "true_entropy", "true_nll", "nfe", "train_seconds",
+                "sample_seconds", "device", "seed", "command"):
+        assert key in m and m[key] is not None, key
+    assert m["steps"] == 30 and m["sde"] == "hold" and m["sampler"] == "sscs"
+    assert (out / "demo.png").stat().st_size > 0 and (out / "run" / "checkpoints").is_dir()
+    assert "per-mode W2" in stdout and "NLL" in stdout
+
+
+def test_demo_builtin_config_matches_preset():
+    from holdsgm.cli.demo import DEMO_CONFIG
+
+    assert Config.from_dict(DEMO_CONFIG) == load_config(CONFIGS / "demo.yaml")

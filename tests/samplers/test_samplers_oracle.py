@@ -1,0 +1,137 @@
+"""Every SDE x every sampler, driven by the exact (oracle) score on the 8-Gaussians mixture.
+
+Tolerances come from the finite-sample floor of the metrics for 2000 exact draws (measured with
+``holdsgm.eval.metrics.metric_floor``): per-mode Gaussian W2 0.0121 +- 0.0016, plain W2 against an
+independent exact draw 0.265 +- 0.056.
+"""
+
+import math
+
+import pytest
+import torch
+
+from holdsgm.errors import NumericsError
+from holdsgm.eval.metrics import mixture_metrics, wasserstein2
+from holdsgm.mixture import GaussianMixture
+from holdsgm.samplers import (SAMPLERS, PerSampleNoise, euler_maruyama, probability_flow, adaptive_ode, sample,
+                              steps_for_nfe, time_grid)
+from holdsgm.sde import MixtureOracle, make_sde
+
+F64 = torch.float64
+N = 2000
+MODE_W2_TOL = 0.03  # ~2.5 x the floor
+W2_TOL = 0.45  # floor + 3.3 sd
+MIX = GaussianMixture.eight_gaussians()
+REF = MIX.sample(N, generator=torch.Generator().manual_seed(123))
+
+
+def make(name):
+    return make_sde(name, **({"sigma_max": 5.0} if name == "ve" else {}))
+
+
+COMBOS = [(s, m) for s in ["vp", "subvp", "ve", "cld", "hold"] for m in SAMPLERS
+          if not (SAMPLERS[m].needs_stationary and s in ("ve", "subvp"))]
+HIGH_NFE = {"euler": 600}  # first order on HOLD's stiff flow needs more
+LOW_NFE = {"ve": 5}  # VE (sigma_max = 5) is already near the floor at 12 NFE with EM
+
+
+@pytest.mark.parametrize("name,sampler", COMBOS)
+def test_sampler_converges_to_the_mixture(name, sampler):
+    sde = make(name)
+    orc = MixtureOracle(sde, MIX)
+    if sampler == "ode":  # adaptive: tolerance plays the role of NFE
+        low = sample(orc.score, sde, (N, 2), sampler="ode", rtol=1e-1, atol=1e-1, noise=0, dtype=F64)
+        high = sample(orc.score, sde, (N, 2), sampler="ode", rtol=1e-5, atol=1e-5, noise=0, dtype=F64)
+    else:
+        low = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=LOW_NFE.get(name, 12), noise=0, dtype=F64)
+        high = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=HIGH_NFE.get(sampler, 300), noise=0, dtype=F64)
+    assert high.nfe > low.nfe
+    err_low = mixture_metrics(low.x, MIX)["mode_w2"]
+    err_high = mixture_metrics(high.x, MIX)["mode_w2"]
+    assert err_high < MODE_W2_TOL, (err_low, err_high)
+    assert err_low > err_high + 0.005, (err_low, err_high)
+    assert wasserstein2(high.x, REF) < W2_TOL
+
+
+def _reference_solution(sde, orc, u):
+    return adaptive_ode(orc.score, sde, u, time_grid("uniform", 1, sde.T, sde.eps), method="DOP853", rtol=1e-12,
+                        atol=1e-12, denoise=False).u
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1), ("heun", 2), ("rk4", 4)])
+def test_ode_solvers_converge_at_their_order(method, order):
+    """Error against a tight adaptive solution from the same u_T; log-log slope ~ the order."""
+    sde = make("vp")
+    orc = MixtureOracle(sde, MIX)
+    u = sde.prior_sample((50, 2), noise=lambda s: torch.randn(s, generator=torch.Generator().manual_seed(0)),
+                         dtype=F64)
+    ref = _reference_solution(sde, orc, u)
+    steps = [40, 80, 160]
+    errs = []
+    for k in steps:
+        out = probability_flow(orc.score, sde, u, time_grid("quadratic", k, sde.T, sde.eps), method=method,
+                               denoise=False)
+        errs.append(float((out.u - ref).abs().max()))
+    slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
+    assert all(abs(s - order) < 0.35 for s in slopes), (errs, slopes)
+
+
+def test_per_sample_seeds_make_results_independent_of_batching():
+    sde = make("hold")
+    orc = MixtureOracle(sde, MIX)
+    full = sample(orc.score, sde, (6, 2), sampler="em", nfe=20, noise=PerSampleNoise(range(6)), dtype=F64)
+    a = sample(orc.score, sde, (2, 2), sampler="em", nfe=20, noise=PerSampleNoise([0, 1]), dtype=F64)
+    b = sample(orc.score, sde, (4, 2), sampler="em", nfe=20, noise=PerSampleNoise([2, 3, 4, 5]), dtype=F64)
+    # identical up to floating-point rounding (BLAS may sum in another order for another batch size)
+    assert torch.allclose(full.x, torch.cat([a.x, b.x]), rtol=0, atol=1e-12)
+    other = sample(orc.score, sde, (2, 2), sampler="em", nfe=20, noise=PerSampleNoise([7, 8]), dtype=F64)
+    assert not torch.allclose(other.x, a.x, atol=1e-3)
+
+
+def test_nfe_is_counted_and_budget_respected():
+    sde = make("cld")
+    orc = MixtureOracle(sde, MIX)
+    for sampler in ["em", "pc", "heun", "rk4", "sscs", "lie-trotter", "euler"]:
+        out = sample(orc.score, sde, (10, 2), sampler=sampler, nfe=25, noise=0, dtype=F64)
+        assert out.nfe <= 25 and out.nfe == steps_for_nfe(sampler, 25) * SAMPLERS[sampler].evals_per_step + 1
+    no_denoise = sample(orc.score, sde, (10, 2), sampler="em", nfe=25, denoise=False, noise=0, dtype=F64)
+    assert no_denoise.nfe == 25
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: steps_for_nfe("em", 0), "nfe"),
+    (lambda: steps_for_nfe("heun", 2), "too small"),
+    (lambda: steps_for_nfe("bogus", 10), "unknown sampler"),
+    (lambda: sample(lambda u, t: u[:, :2], make("ve"), (4, 2), sampler="sscs", nfe=10), "stationary"),
+    (lambda: time_grid("cubic", 10, 1.0, 1e-3), "unknown time grid"),
+    (lambda: euler_maruyama(lambda u, t: u, make("vp"), torch.zeros(2, 2), [0.5, 0.7]), "decreasing"),
+    (lambda: euler_maruyama(lambda u, t: u, make("vp"), torch.zeros(2, 2), [2.0, 0.5]), "time grid must lie"),
+])
+def test_bad_sampler_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_nan_scores_are_never_returned_silently():
+    sde = make("hold")
+    with pytest.raises(NumericsError, match="NaN"):
+        sample(lambda u, t: torch.full_like(sde.last(u), float("nan")), sde, (4, 2), sampler="em", nfe=5)
+
+
+def test_time_grids():
+    for kind in ("uniform", "quadratic", "rho"):
+        ts = time_grid(kind, 10, 5.0, 1e-3)
+        assert ts[0] == 5.0 and ts[-1] == 1e-3 and (ts[1:] < ts[:-1]).all() and len(ts) == 11
+    q = time_grid("quadratic", 10, 1.0, 1e-3)
+    u = time_grid("uniform", 10, 1.0, 1e-3)
+    assert (q[1:-1] < u[1:-1]).all()  # denser near the data
+
+
+def test_trajectory_callback_sees_every_step():
+    sde = make("hold")
+    orc = MixtureOracle(sde, MIX)
+    seen = []
+    sample(orc.score, sde, (3, 2), sampler="sscs", nfe=11, noise=0, dtype=F64,
+           callback=lambda i, t, u: seen.append((i, t, u.shape)))
+    assert [s[0] for s in seen] == list(range(10)) and seen[-1][1] == pytest.approx(sde.eps)
+    assert all(s[2] == (3, 6) for s in seen)

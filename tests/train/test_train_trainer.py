@@ -1,0 +1,137 @@
+"""The training loop: determinism, resume, EMA, warm-up, NaN handling, image/conditional path."""
+
+import math
+
+import pytest
+import torch
+
+from holdsgm.errors import ConfigError, NumericsError
+from holdsgm.train import Trainer, ema_decay_at, find_checkpoint, list_checkpoints, load_checkpoint, load_run, lr_at
+from holdsgm.train import train as train_run
+from holdsgm.train.faults import NAN_AT_STEP
+
+from train_helpers import losses, tiny_config
+
+
+def test_lr_warmup_and_ema_decay_formulas():
+    assert lr_at(0, 1e-3, 0) == 1e-3
+    assert lr_at(0, 1e-3, 10) == pytest.approx(1e-4)
+    assert lr_at(4, 1e-3, 10) == pytest.approx(5e-4)
+    assert lr_at(9, 1e-3, 10) == lr_at(500, 1e-3, 10) == 1e-3
+    assert ema_decay_at(0, 0.999, True) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.999, True) == pytest.approx(0.91)
+    assert ema_decay_at(10**6, 0.999, True) == 0.999
+    assert ema_decay_at(0, 0.999, False) == 0.999
+
+
+def test_stats_lr_follows_warmup(tmp_path):
+    train_run(tiny_config(steps=6), tmp_path / "r", verbose=False)
+    lrs = [r[3] for r in losses(tmp_path / "r")]
+    base = tiny_config().train.lr
+    assert lrs == pytest.approx([base / 3, 2 * base / 3, base, base, base, base])
+
+
+def test_same_seed_same_losses_other_seed_differs(tmp_path):
+    a = train_run(tiny_config(steps=8), tmp_path / "a", verbose=False)
+    train_run(tiny_config(steps=8), tmp_path / "b", verbose=False)
+    train_run(tiny_config("train.seed=1", steps=8), tmp_path / "c", verbose=False)
+    assert a.complete and a.step == 8
+    la, lb, lc = losses(tmp_path / "a"), losses(tmp_path / "b"), losses(tmp_path / "c")
+    assert la == lb  # bitwise: same floats
+    assert [x[1] for x in la] != [x[1] for x in lc]
+    ca, cb = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert all(torch.equal(ca.ema[k], cb.ema[k]) for k in ca.ema)
+
+
+def test_resume_continues_identically(tmp_path):
+    """Train 0 -> 7 and stop (like a killed run whose last checkpoint is at 7), resume to 16: the log reads
+    exactly as an uninterrupted 0 -> 16 run, including the interval averages around the resume point."""
+    train_run(tiny_config("train.log_every=3", steps=16), tmp_path / "full", verbose=False)
+    first = train_run(tiny_config("train.log_every=3", steps=7), tmp_path / "resumed", verbose=False)
+    assert first.checkpoint.name == "ckpt-00000007"
+    second = train_run(tiny_config("train.log_every=3", steps=16), tmp_path / "resumed", verbose=False)
+    assert second.resumed_from == 7 and second.step == 16
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "full")
+    full, res = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "resumed")
+    assert all(torch.equal(full.model[k], res.model[k]) for k in full.model)
+    assert all(torch.equal(full.ema[k], res.ema[k]) for k in full.ema)
+
+
+def test_completed_run_is_not_retrained(tmp_path):
+    train_run(tiny_config(steps=5), tmp_path / "r", verbose=False)
+    again = train_run(tiny_config(steps=5), tmp_path / "r", verbose=False)
+    assert again.resumed_from == 5 and again.step == 5 and again.last_loss is None
+
+
+def test_keep_last_k_checkpoints(tmp_path):
+    train_run(tiny_config("train.ckpt_every=2", "train.keep_checkpoints=2", steps=9), tmp_path / "r", verbose=False)
+    assert [s for s, _ in list_checkpoints(tmp_path / "r")] == [8, 9]
+
+
+def test_ema_decay_zero_copies_the_model(tmp_path):
+    train_run(tiny_config("train.ema_decay=0", steps=4), tmp_path / "r", verbose=False)
+    ck = load_checkpoint(tmp_path / "r")
+    assert all(torch.equal(ck.model[k], ck.ema[k]) for k in ck.model)
+    train_run(tiny_config("train.ema_decay=0.9", steps=4), tmp_path / "s", verbose=False)
+    ck = load_checkpoint(tmp_path / "s")
+    assert any(not torch.equal(ck.model[k], ck.ema[k]) for k in ck.model)
+
+
+def test_nan_batch_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv(NAN_AT_STEP, "7")  # the 8th update sees a NaN batch
+    with pytest.raises(NumericsError) as e:
+        train_run(tiny_config(steps=20), tmp_path / "r", verbose=False)
+    msg = str(e.value)
+    assert "step 8" in msg and "ckpt-00000005" in msg
+    assert [s for s, _ in list_checkpoints(tmp_path / "r")] == [5]
+    ck = load_checkpoint(tmp_path / "r")
+    assert all(bool(torch.isfinite(v).all()) for v in [*ck.model.values(), *ck.ema.values()])
+    assert max(r[0] for r in losses(tmp_path / "r")) == 7  # nothing logged for the poisoned step
+
+
+def test_exploding_lr_never_writes_a_poisoned_checkpoint(tmp_path):
+    with pytest.raises(NumericsError, match=r"step \d+"):
+        train_run(tiny_config("train.lr=1e30", "train.warmup_steps=0", "train.ckpt_every=1", "train.grad_clip=0",
+                              steps=30), tmp_path / "r", verbose=False)
+    for _, path in list_checkpoints(tmp_path / "r"):
+        ck = load_checkpoint(path)
+        assert all(bool(torch.isfinite(v).all()) for v in [*ck.model.values(), *ck.ema.values()])
+
+
+def test_unwritable_run_dir_is_one_line_oserror(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as e:
+        train_run(tiny_config(steps=2), blocker / "run", verbose=False)
+    assert "file/run" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_class_conditional_unet_with_label_dropout(tmp_path):
+    from holdsgm.train import load_config
+    from holdsgm.train.inference import class_labels, generate
+
+    cfg = load_config("digits-hold", ["model.channels=8", "model.channel_mult=[1]", "model.num_res_blocks=1",
+                                      "model.attn_resolutions=[]", "model.mid_attention=false",
+                                      "data.conditional=true", "train.label_dropout=0.2", "train.batch_size=8",
+                                      "train.steps=3", "train.ckpt_every=3", "train.log_every=1",
+                                      "train.tensorboard=false"])
+    res = train_run(cfg, tmp_path / "r", verbose=False)
+    assert res.step == 3 and math.isfinite(res.last_loss)
+    run = load_run(tmp_path / "r")
+    assert run.dataset_info.n_classes == 10 and run.dataset_info.data_shape == (1, 8, 8)
+    labels = class_labels(run, 4, 3)
+    gen = generate(run, 4, sampler="em", nfe=3, labels=labels)
+    assert gen.x.shape == (4, 1, 8, 8) and torch.isfinite(gen.x).all()
+    with pytest.raises(ConfigError):
+        class_labels(run, 4, 10)
+
+
+def test_mlp_on_images_is_a_config_error(tmp_path):
+    from holdsgm.train import load_config
+    from holdsgm.train.config import Config
+
+    d = load_config("digits-hold").to_dict()
+    d["model"] = {"kind": "mlp"}
+    with pytest.raises(ConfigError, match="unet"):
+        Trainer(Config.from_dict(d), tmp_path / "r", verbose=False)
+    assert find_checkpoint(tmp_path / "r") is None
