@@ -77,9 +77,12 @@ class GaussianMixture:
         return self.means[k] + (self.chol[k] @ z[..., None])[..., 0]
 
     def entropy(self, n: int = 200_000, seed: int = 0) -> float:
-        """Monte-Carlo differential entropy -E log p(x) in nats (standard error ~ sd / sqrt(n))."""
-        g = torch.Generator().manual_seed(seed)
-        return float(-self.log_prob(self.sample(n, generator=g)).mean())
+        """Monte-Carlo differential entropy -E log p(x) in nats (standard error ~ sd / sqrt(n)); cached."""
+        cache = self.__dict__.setdefault("_entropy_cache", {})
+        if (n, seed) not in cache:
+            g = torch.Generator().manual_seed(seed)
+            cache[(n, seed)] = float(-self.log_prob(self.sample(n, generator=g)).mean())
+        return cache[(n, seed)]
 
     def mean_and_cov(self) -> tuple[Tensor, Tensor]:
         mu = (self.weights[:, None] * self.means).sum(0)

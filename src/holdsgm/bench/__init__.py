@@ -1,0 +1,1 @@
+"""Benchmarks that need no training: the oracle benchmark (exact mixture score)."""
