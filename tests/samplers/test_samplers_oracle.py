@@ -29,9 +29,11 @@ def make(name):
     return make_sde(name, **({"sigma_max": 5.0} if name == "ve" else {}))
 
 
-COMBOS = [(s, m) for s in ["vp", "subvp", "ve", "cld", "hold"] for m in SAMPLERS
+CLASSIC = ["em", "pc", "euler", "heun", "rk4", "ode", "sscs", "lie-trotter"]
+EXPONENTIAL = ["exp1", "exp2m", "exp2s", "exp-sde"]  # the rest: tests/samplers/test_samplers_exponential.py
+COMBOS = [(s, m) for s in ["vp", "subvp", "ve", "cld", "hold"] for m in CLASSIC + EXPONENTIAL
           if not (SAMPLERS[m].needs_stationary and s in ("ve", "subvp"))]
-HIGH_NFE = {"euler": 600}  # first order on HOLD's stiff flow needs more
+HIGH_NFE = {"euler": 600, **{m: 100 for m in EXPONENTIAL}}  # first order on HOLD's stiff flow needs more
 LOW_NFE = {"ve": 5}  # VE (sigma_max = 5) is already near the floor at 12 NFE with EM
 
 
@@ -43,8 +45,11 @@ def test_sampler_converges_to_the_mixture(name, sampler):
         low = sample(orc.score, sde, (N, 2), sampler="ode", rtol=1e-1, atol=1e-1, noise=0, dtype=F64)
         high = sample(orc.score, sde, (N, 2), sampler="ode", rtol=1e-5, atol=1e-5, noise=0, dtype=F64)
     else:
-        low = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=LOW_NFE.get(name, 12), noise=0, dtype=F64)
-        high = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=HIGH_NFE.get(sampler, 300), noise=0, dtype=F64)
+        grid = "quadratic" if sampler in EXPONENTIAL else "uniform"
+        low = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=LOW_NFE.get(name, 12), grid=grid, noise=0,
+                     dtype=F64)
+        high = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=HIGH_NFE.get(sampler, 300), grid=grid, noise=0,
+                      dtype=F64)
     assert high.nfe > low.nfe
     err_low = mixture_metrics(low.x, MIX)["mode_w2"]
     err_high = mixture_metrics(high.x, MIX)["mode_w2"]
@@ -91,7 +96,7 @@ def test_per_sample_seeds_make_results_independent_of_batching():
 def test_nfe_is_counted_and_budget_respected():
     sde = make("cld")
     orc = MixtureOracle(sde, MIX)
-    for sampler in ["em", "pc", "heun", "rk4", "sscs", "lie-trotter", "euler"]:
+    for sampler in ["em", "pc", "heun", "rk4", "sscs", "lie-trotter", "euler", "exp2m", "exp2s", "exp3s"]:
         out = sample(orc.score, sde, (10, 2), sampler=sampler, nfe=25, noise=0, dtype=F64)
         assert out.nfe <= 25 and out.nfe == steps_for_nfe(sampler, 25) * SAMPLERS[sampler].evals_per_step + 1
     no_denoise = sample(orc.score, sde, (10, 2), sampler="em", nfe=25, denoise=False, noise=0, dtype=F64)

@@ -12,15 +12,16 @@ import inspect
 from torch import nn
 
 from ..errors import ConfigError, HoldsgmError
+from .diffwave import DiffWave
 from .embeddings import ClassEmbedding, GaussianFourierEmbedding, SinusoidalEmbedding, TimeEmbedding
 from .mlp import MLP
 from .unet import UNet
 
-NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "diffwave": DiffWave}
 
 
 def build_network(kind: str, **kwargs) -> nn.Module:
-    """Build the network ``kind`` (``mlp`` or ``unet``) from keyword arguments; ConfigError on an unknown
+    """Build the network ``kind`` (``mlp``, ``unet`` or ``diffwave``) from keyword arguments; ConfigError on an unknown
     kind, an unknown or missing argument (naming it and listing the accepted ones) or a bad value."""
     if not isinstance(kind, str) or kind not in NETWORKS:
         raise ConfigError(f"unknown network kind {kind!r:.60}; choices: {', '.join(NETWORKS)}")
@@ -47,6 +48,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ClassEmbedding", "GaussianFourierEmbedding", "MLP", "NETWORKS", "SinusoidalEmbedding", "TimeEmbedding",
+    "ClassEmbedding", "DiffWave", "GaussianFourierEmbedding", "MLP", "NETWORKS", "SinusoidalEmbedding", "TimeEmbedding",
     "UNet", "build_network", "count_parameters",
 ]

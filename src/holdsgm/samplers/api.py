@@ -11,7 +11,8 @@ import torch
 from ..sde.base import LinearSDE, ScoreFn
 from .core import (SamplerOutput, adaptive_ode, euler_maruyama, predictor_corrector, probability_flow,
                    splitting)
-from .grids import time_grid
+from .exponential import exponential_integrator
+from .grids import sde_time_grid
 from .noise import as_noise
 
 
@@ -38,6 +39,20 @@ SAMPLERS: dict[str, SamplerSpec] = {
                         description="symmetric splitting (SSCS): exact OU half steps + Euler score step"),
     "lie-trotter": SamplerSpec(partial(splitting, scheme="lie"), 1, True, True,
                                description="Lie-Trotter splitting: Euler score step + exact OU step"),
+    "exp1": SamplerSpec(partial(exponential_integrator, order=1), 1, False,
+                        description="exponential integrator, data prediction, 1st order (DDIM/gDDIM-like)"),
+    "exp2m": SamplerSpec(partial(exponential_integrator, order=2, multistep=True), 1, False,
+                         description="exponential integrator, 2nd-order multistep (DPM-Solver++(2M)-like)"),
+    "exp3m": SamplerSpec(partial(exponential_integrator, order=3, multistep=True), 1, False,
+                         description="exponential integrator, 3rd-order multistep (DPM-Solver++(3M)-like)"),
+    "exp2s": SamplerSpec(partial(exponential_integrator, order=2, multistep=False), 2, False,
+                         description="exponential integrator, 2nd-order single step (DPM-Solver-2-like)"),
+    "exp3s": SamplerSpec(partial(exponential_integrator, order=3, multistep=False), 3, False,
+                         description="exponential integrator, 3rd-order single step (DPM-Solver-3-like)"),
+    "exp-sde": SamplerSpec(partial(exponential_integrator, order=1, eta=1.0), 1, True,
+                           description="stochastic exponential integrator (eta=1: the reverse SDE, exact noise)"),
+    "exp2m-sde": SamplerSpec(partial(exponential_integrator, order=2, eta=1.0), 1, True,
+                             description="stochastic exponential integrator, 2nd-order multistep"),
 }
 
 
@@ -83,7 +98,7 @@ def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em"
             raise ValueError("give nfe or steps")
         else:
             steps = steps_for_nfe(sampler, nfe, denoise)
-    ts = time_grid(grid, steps, sde.T, sde.eps if eps is None else eps)
+    ts = sde_time_grid(sde, grid, steps, eps)
     noise = as_noise(noise)
     u = sde.prior_sample(data_shape, noise=noise, dtype=dtype, device=device)
     return spec.fn(score_fn, sde, u, ts, noise=noise, denoise=denoise, progress=progress, callback=callback,

@@ -5,7 +5,8 @@ denoising step to t = 0, and returns a :class:`SamplerOutput` with the data comp
 phase-space state ``u`` and the number of score evaluations ``nfe``. Nothing is stored between calls.
 
 ``score_fn(u, t)`` returns grad_{u_n} log p_t(u) (the last component's score); ``t`` is a float64
-tensor of shape (batch,). ``callback(i, t, u)`` is called after every step (for trajectories).
+tensor of shape (batch,). ``callback(i, t, u)`` is called after every step (for trajectories). The final denoising step
+returns E[x0 | u_eps] (Tweedie's formula from the last component's score, see :mod:`holdsgm.sde.posterior`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from ..errors import NumericsError
 from ..sde.base import LinearSDE, ScoreFn
 from ..sde.kernels import tril_factor
+from ..sde.posterior import posterior_mean
 from .noise import as_noise
 
 Callback = Callable[[int, float, Tensor], None]
@@ -61,15 +63,16 @@ def _steps(ts: Tensor, progress: bool, desc: str):
 
 
 def _finish(sde: LinearSDE, score: _Counted, u: Tensor, t_end: float, denoise: bool) -> SamplerOutput:
-    """Optional final noise-free reverse-SDE step from t_end to 0 (Song et al. 2021), then checks."""
+    """Optional final denoising (1 NFE): x = E[x0 | u_eps] by Tweedie's formula in phase space
+    (:func:`holdsgm.sde.posterior.posterior_mean`; for VP the usual (u + sigma^2 s) / alpha), then checks."""
+    x = sde.data(u)
     if denoise and t_end > 0:
-        s = score(u, t_end)
-        u = u - t_end * sde.reverse_drift(u, t_end, s, probability_flow=False)
-    bad = ~torch.isfinite(u.reshape(u.shape[0], -1)).all(1)
+        x = posterior_mean(sde, u, t_end, score(u, t_end))
+    bad = ~(torch.isfinite(u.reshape(u.shape[0], -1)).all(1) & torch.isfinite(x.reshape(x.shape[0], -1)).all(1))
     if bool(bad.any()):
         raise NumericsError(f"sampler produced NaN/inf in {int(bad.sum())} of {u.shape[0]} samples "
                             f"(after {score.nfe} score evaluations); try more steps or another sampler")
-    return SamplerOutput(sde.data(u), u, score.nfe)
+    return SamplerOutput(x, u, score.nfe)
 
 
 def _noise_last(sde: LinearSDE, u: Tensor, noise) -> Tensor:

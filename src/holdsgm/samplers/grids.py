@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -32,4 +34,72 @@ def time_grid(kind: str, steps: int, T: float, eps: float, rho: float = 2.0) -> 
     return ts
 
 
-GRIDS = ("uniform", "quadratic", "rho")
+GRIDS = ("uniform", "quadratic", "rho", "log", "logell", "logsnr", "edm")
+
+
+# --------------------------------------------------------------------------- grids adapted to the SDE
+#: grids that need the SDE's kernel (see :func:`sde_time_grid`)
+KERNEL_GRIDS = ("logsnr", "edm", "logell", "log")
+
+
+def signal_to_noise(sde, t) -> "torch.Tensor":
+    """kappa_t = (L_t^{-1} Phi_t)_{n1}: in the whitened last coordinate w_n = kappa_t x0 + eps_n, so
+    kappa_t^2 is the signal-to-noise ratio of the data in what the score sees. For VP, kappa = alpha / sigma
+    (EDM's sigma = 1 / kappa); for HOLD it spans 2e7 (t = 1e-3) to 0.009 (t = 5)."""
+    from ..sde.posterior import reference_kernel
+
+    return reference_kernel(sde, torch.as_tensor(t, dtype=torch.float64))[2]
+
+
+def _monotone_inverse(sde, fn, targets: Tensor, eps: float) -> Tensor:
+    """Times t in [eps, T] with fn(t) = targets, for fn monotone on a dense log-spaced table (interpolated
+    in log t, then refined by bisection)."""
+    grid = torch.logspace(math.log10(eps), math.log10(sde.T), 4001, dtype=torch.float64)
+    grid[0], grid[-1] = eps, sde.T
+    vals = fn(grid)
+    dec = bool(vals[0] > vals[-1])
+    if not bool(((vals[1:] < vals[:-1]) if dec else (vals[1:] > vals[:-1])).all()):
+        raise ValueError(f"the grid quantity is not monotone in t for SDE {sde.name!r}")
+    idx = torch.searchsorted(-vals if dec else vals, -targets if dec else targets).clamp(1, len(grid) - 1)
+    a, b = grid[idx - 1].clone(), grid[idx].clone()
+    for _ in range(60):  # vectorised bisection in log t
+        m = torch.sqrt(a * b)
+        above = (fn(m) > targets) == dec
+        a, b = torch.where(above, m, a), torch.where(above, b, m)
+    return torch.sqrt(a * b)
+
+
+def sde_time_grid(sde, kind: str, steps: int, eps: float | None = None, rho: float = 7.0) -> Tensor:
+    """Decreasing grid from T to eps, for every kind of :func:`time_grid` plus grids in the kernel's scales:
+
+    * ``log``:    uniform in log t;
+    * ``logell``: uniform in log ell_t (the score's scale 1 / L_t[n, n]);
+    * ``logsnr``: uniform in lambda = log |kappa_t| (DPM-Solver's log-SNR grid, in phase space);
+    * ``edm``:    Karras et al.'s rho-grid (rho = 7) in sigma = 1 / |kappa_t| (EDM's sigma for VP).
+    """
+    eps = sde.eps if eps is None else float(eps)
+    if kind not in KERNEL_GRIDS:
+        return time_grid(kind, steps, sde.T, eps, rho=rho if kind == "rho" else 2.0)
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    frac = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)  # 0 at T, 1 at eps
+    if kind == "log":
+        ts = torch.exp(math.log(sde.T) + frac * (math.log(eps) - math.log(sde.T)))
+    else:
+        if kind == "logell":
+            fn = lambda t: torch.log(sde.marginal(t).ell)  # noqa: E731
+        else:
+            fn = lambda t: torch.log(signal_to_noise(sde, t).abs())  # noqa: E731
+        ends = fn(torch.tensor([sde.T, eps], dtype=torch.float64))
+        if kind == "edm":  # sigma = exp(-lambda), rho-spaced from sigma_max to sigma_min
+            smax, smin = float(torch.exp(-ends[0])), float(torch.exp(-ends[1]))
+            sig = (smax ** (1 / rho) + frac * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+            targets = -torch.log(sig)
+        else:
+            targets = ends[0] + frac * (ends[1] - ends[0])
+        ts = _monotone_inverse(sde, fn, targets[1:-1], eps)
+        ts = torch.cat([torch.tensor([sde.T], dtype=torch.float64), ts, torch.tensor([eps], dtype=torch.float64)])
+    ts[0], ts[-1] = sde.T, eps
+    if not bool((ts[1:] < ts[:-1]).all()):
+        raise ValueError(f"grid {kind!r} with {steps} steps is not strictly decreasing (too many steps?)")
+    return ts

@@ -8,12 +8,13 @@ from .base import Kernel, LinearSDE, ReverseProcess, ScoreFn
 from .kernels import JITTER, cholesky, kron_eye, van_loan
 from .langevin import Langevin, PhaseSpaceSDE, VESDE, VPSDE, sde_from_dict
 from .oracle import MixtureOracle
-from .presets import PRESETS, make_sde
+from .posterior import posterior_mean, reference_kernel
+from .presets import PRESETS, make_sde, preset_parameters
 from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule
 from .subvp import SubVPSDE
 
 __all__ = [
     "JITTER", "ConstantSchedule", "GeometricVarianceSchedule", "Kernel", "Langevin", "LinearSDE",
     "LinearSchedule", "MixtureOracle", "PRESETS", "PhaseSpaceSDE", "ReverseProcess", "Schedule", "ScoreFn",
-    "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "sde_from_dict", "van_loan",
+    "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "posterior_mean", "preset_parameters", "reference_kernel", "sde_from_dict", "van_loan",
 ]

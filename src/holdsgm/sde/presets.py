@@ -52,15 +52,19 @@ def make_sde(name: str, **overrides) -> LinearSDE:
     key = str(name).lower()
     if key not in PRESETS:
         raise ValueError(f"unknown SDE {name!r}; choose one of {sorted(PRESETS)}")
+    accepted = preset_parameters(key)
+    unknown = sorted(set(overrides) - accepted)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for SDE {key!r}; accepted: {sorted(accepted)}")
+    return PRESETS[key](**overrides)
+
+
+def preset_parameters(name: str) -> set[str]:
+    """The keyword parameters a preset accepts as overrides."""
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise ValueError(f"unknown SDE {name!r}; choose one of {sorted(PRESETS)}")
     factory = PRESETS[key]
-    try:
-        return factory(**overrides)
-    except TypeError as e:  # an unknown keyword
-        params = _accepted(factory)
-        raise ValueError(f"bad parameter for SDE {key!r}: {e}; accepted: {sorted(params)}") from None
-
-
-def _accepted(factory) -> set[str]:
     if factory in (_cld, _hold):
         return {"L", "alpha", "schedule", "T", "eps", "name"}
     if factory is _langevin:

@@ -1,0 +1,49 @@
+"""Posterior mean E[x0 | u_t] from the last component's score: Tweedie's formula in phase space.
+
+With the HSM kernel u_t = Phi_t [x0; 0] + L_t eps (auxiliaries marginalised, eps ~ N(0, I) independent
+of x0), the last noise component is exactly
+
+    eps_n = a_t^T u_t - kappa_t x0,    a_t = row n of L_t^{-1},  kappa_t = (L_t^{-1} Phi_t)_{n1}.
+
+Taking E[. | u_t] and s = grad_{u_n} log p_t = -ell_t E[eps_n | u_t] (ell_t = 1 / L_t[n, n]):
+
+    E[x0 | u_t] = (a_t^T u_t + s(u_t, t) / ell_t) / kappa_t.
+
+For n = 1 this is the usual (u + sigma_t^2 s) / alpha_t. No other component of the score is needed.
+``reference_kernel`` also gives these quantities for a reference data variance c > 0 (the kernel of
+x0 ~ N(m, c)), used by the exponential integrators.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import LinearSDE
+from .kernels import tril_factor
+
+
+def reference_kernel(sde: LinearSDE, t, ref_var: float = 0.0):
+    """(ell^c, a_c, kappa_c, L^c) at times t (float64) for the kernel covariance with x0 ~ N(., ref_var)
+    (``ref_var = 0``: the usual HSM kernel)."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    phi, a_noise = sde.transition_factor(torch.zeros_like(t), t)
+    s0 = sde.initial_cov(device=phi.device)
+    s0[0, 0] = ref_var
+    chol = tril_factor(torch.cat([phi @ s0.sqrt(), a_noise], dim=-1))
+    eye = torch.eye(sde.order, dtype=torch.float64, device=chol.device).expand_as(chol)
+    inv = torch.linalg.solve_triangular(chol, eye, upper=False)
+    a = inv[..., -1, :]
+    kappa = (inv @ phi)[..., -1, 0]
+    return 1.0 / chol[..., -1, -1], a, kappa, chol
+
+
+def posterior_mean(sde: LinearSDE, u: Tensor, t, score: Tensor, ref_var: float = 0.0) -> Tensor:
+    """E[x0 | u_t] from the last component's score (with ``ref_var`` > 0: the mean of the N(m, ref_var)
+    data law that would explain this score)."""
+    t = sde._batch_time(t, u)
+    ell, a, kappa, _ = reference_kernel(sde, t, ref_var)
+    comps = torch.stack(sde.components(u), dim=1)  # (B, n, C, ...)
+    shape = (u.shape[0], sde.order, *([1] * (comps.dim() - 2)))
+    au = (a.to(u.dtype).reshape(shape) * comps).sum(1)
+    return (au + score / sde._per_sample(ell, score)) / sde._per_sample(kappa, score)
