@@ -26,7 +26,7 @@ import torch
 from ..eval.metrics import metric_floor, mixture_metrics, wasserstein2
 from ..likelihood import ode_likelihood
 from ..mixture import GaussianMixture
-from ..samplers import SAMPLERS, BatchNoise, sample
+from ..samplers import SAMPLERS, BatchNoise, evals_per_step, parse_sampler, sample
 from ..sde import MixtureOracle, make_sde
 
 FULL = dict(sdes=["vp", "cld", "hold"], samplers=["em", "pc", "heun", "sscs", "lie-trotter", "ode"],
@@ -60,9 +60,11 @@ class OracleBenchSettings:
         for name in self.sdes:
             if name not in PRESETS:
                 raise ValueError(f"unknown SDE {name!r} in --sdes; choose from {sorted(PRESETS)}")
-        for name in self.samplers:
-            if name not in SAMPLERS:
-                raise ValueError(f"unknown sampler {name!r} in --samplers; choose from {sorted(SAMPLERS)}")
+        for spec in self.samplers:
+            try:
+                parse_sampler(spec)
+            except ValueError as e:
+                raise ValueError(f"--samplers: {e}") from None
         for k in self.nfes:
             if not (isinstance(k, int) and k >= 2):
                 raise ValueError(f"every NFE must be an integer >= 2, got {k!r}")
@@ -71,8 +73,9 @@ class OracleBenchSettings:
 
 
 def _feasible(sampler: str, nfe: int) -> bool:
-    spec = SAMPLERS[sampler]
-    return spec.evals_per_step == 0 or nfe >= spec.evals_per_step + 1
+    name, opts = parse_sampler(sampler)
+    opts = {k: v for k, v in opts.items() if k not in ("grid", "eps")}
+    return SAMPLERS[name].evals_per_step == 0 or nfe >= evals_per_step(name, **opts) + 1
 
 
 def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.ndarray | None = None,
@@ -108,10 +111,11 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
         log(f"[{sde_name}] ODE likelihood: mean |error| {nll_error:.4f} nats over {len(eval_points)} points "
             f"({lik.nfe} NFE, {time.time() - t0:.1f}s)")
         for sampler in settings.samplers:
-            if SAMPLERS[sampler].needs_stationary and not sde.has_stationary_law:
+            base = parse_sampler(sampler)[0]
+            if SAMPLERS[base].needs_stationary and not sde.has_stationary_law:
                 log(f"[{sde_name}] {sampler}: not applicable (no stationary law)")
                 continue
-            budgets = [None] if SAMPLERS[sampler].evals_per_step == 0 else [
+            budgets = [None] if SAMPLERS[base].evals_per_step == 0 else [
                 k for k in settings.nfes if _feasible(sampler, k)]
             for nfe in budgets:
                 vals = {m: [] for m in METRICS}
@@ -127,7 +131,7 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
                         x = np.full((settings.n, d), np.nan)
                         used = nfe or 0
                     if seed == 0:
-                        np.save(out / "samples" / f"{sde_name}-{sampler}-{used}.npy", x)
+                        np.save(out / "samples" / f"{sde_name}-{_safe(sampler)}-{used}.npy", x)
                     m = mixture_metrics(x, mixture)
                     m["w2"] = wasserstein2(x, mixture.sample(settings.n, generator=torch.Generator().manual_seed(
                         10_000 + seed))) if np.isfinite(x).all() else float("inf")
@@ -153,6 +157,11 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
     return doc
 
 
+def _safe(spec: str) -> str:
+    """A file-name-safe version of a sampler spec (``exp2m:grid=logsnr`` -> ``exp2m_grid-logsnr``)."""
+    return spec.replace(":", "_").replace(",", "_").replace("=", "-")
+
+
 def _finite(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -171,7 +180,9 @@ def plot_oracle(doc: dict, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     styles = {"vp": ":", "subvp": "-.", "ve": (0, (1, 3)), "cld": "--", "cld-sgm": "--", "hold": "-"}
-    colours = dict(zip(SAMPLERS, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
+    names = sorted({r["sampler"] for r in doc["rows"]})
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
     for ax, metric, title in ((axes[0], "w2", "W2 (POT) vs exact draw"), (axes[1], "mode_w2", "per-mode Gaussian W2")):
         groups: dict = {}
         for r in doc["rows"]:

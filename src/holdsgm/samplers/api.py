@@ -56,19 +56,60 @@ SAMPLERS: dict[str, SamplerSpec] = {
 }
 
 
-def steps_for_nfe(sampler: str, nfe: int, denoise: bool = True) -> int:
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """``"name"`` or ``"name:key=value,key=value"`` -> (name, options). Values are parsed as int, float,
+    bool (true/false) or kept as strings; ``grid`` and ``eps`` are sampling options, the rest go to the
+    sampler (e.g. ``"exp2m:form=eps,grid=logsnr,eps=0.1"``, ``"pc:snr=0.05"``)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"sampler must be a non-empty string, got {spec!r}")
+    name, _, rest = spec.strip().partition(":")
+    _spec(name)
+    options: dict = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad sampler option {item!r} in {spec!r}; expected key=value")
+        options[key.strip()] = _parse_value(value.strip())
+    return name, options
+
+
+def _parse_value(v: str):
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def steps_for_nfe(sampler: str, nfe: int, denoise: bool = True, **options) -> int:
     """The number of steps a fixed-step sampler can take within ``nfe`` score evaluations."""
     spec = _spec(sampler)
     if spec.evals_per_step == 0:
         raise ValueError(f"sampler {sampler!r} is adaptive: its NFE is set by rtol/atol, not by --nfe")
-    if not (isinstance(nfe, int) and nfe >= 1):
+    if not (isinstance(nfe, int) and not isinstance(nfe, bool) and nfe >= 1):
         raise ValueError(f"nfe must be a positive integer, got {nfe!r}")
-    steps = (nfe - int(denoise)) // spec.evals_per_step
+    per_step = evals_per_step(sampler, **options)
+    steps = (nfe - int(denoise)) // per_step
     if steps < 1:
-        need = spec.evals_per_step + int(denoise)
+        need = per_step + int(denoise)
         raise ValueError(f"nfe={nfe} is too small for sampler {sampler!r}: it needs at least {need} "
-                         f"({spec.evals_per_step} per step{' + 1 for the denoising step' if denoise else ''})")
+                         f"({per_step} per step{' + 1 for the denoising step' if denoise else ''})")
     return steps
+
+
+def evals_per_step(sampler: str, **options) -> int:
+    """Score evaluations per step of a fixed-step sampler with these options."""
+    spec = _spec(sampler)
+    if sampler == "pc":
+        return 1 + int(options.get("corrector_steps", 1))
+    if sampler.startswith("exp") and "multistep" in options and not options["multistep"]:
+        return int(options.get("order", spec.evals_per_step))
+    if sampler.startswith("exp") and options.get("multistep"):
+        return 1
+    return spec.evals_per_step
 
 
 def _spec(sampler: str) -> SamplerSpec:
@@ -87,6 +128,11 @@ def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em"
     None, an int seed, a Generator, per-sample seeds (batch-size independent results) or a callable.
     Extra ``options`` go to the sampler (e.g. ``snr`` for 'pc', ``rtol`` for 'ode').
     """
+    if ":" in sampler:
+        sampler, parsed = parse_sampler(sampler)
+        options = {**parsed, **options}
+        grid = options.pop("grid", grid)
+        eps = options.pop("eps", eps)
     spec = _spec(sampler)
     if spec.needs_stationary and not getattr(sde, "has_stationary_law", False):
         raise ValueError(f"sampler {sampler!r} needs an SDE with a stationary law (vp, cld, hold, langevin); "
@@ -97,7 +143,7 @@ def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em"
         elif nfe is None:
             raise ValueError("give nfe or steps")
         else:
-            steps = steps_for_nfe(sampler, nfe, denoise)
+            steps = steps_for_nfe(sampler, nfe, denoise, **options)
     ts = sde_time_grid(sde, grid, steps, eps)
     noise = as_noise(noise)
     u = sde.prior_sample(data_shape, noise=noise, dtype=dtype, device=device)

@@ -3,9 +3,9 @@
 A noise source is a callable ``noise(shape) -> Tensor`` (standard normal, float32 on the CPU; the
 sampler moves it). Two kinds:
 
-* :class:`PerSampleNoise` (EDM's ``StackedRandomGenerator``): one generator per sample, seeded by
-  that sample's seed, so a sample depends only on its seed, not on the batch size, the batch it
-  lands in, or the number of devices. Costs one generator call per sample and draw.
+* :class:`PerSampleNoise` (the role of EDM's ``StackedRandomGenerator``): a sample's noise depends only
+  on its seed, not on the batch size, the batch it lands in, or the number of devices; generated for
+  the whole batch at once by a counter-based hash generator.
 * :class:`BatchNoise`: one generator for the whole batch; fast, but results depend on batch size.
 """
 
@@ -13,30 +13,68 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 NoiseFn = Callable[[tuple], Tensor]
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014), elementwise on uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+        return x ^ (x >> np.uint64(31))
+
+
 class PerSampleNoise:
-    """Standard normal draws where row i comes from its own generator seeded with ``seeds[i]``."""
+    """Standard normal draws where row i depends only on ``seeds[i]`` and the draw count.
+
+    A counter-based generator: every pair of numbers comes from a SplitMix64 hash of (seed, draw index,
+    pair index), split into two 32-bit uniforms and turned into two normals by Box-Muller (tails are
+    resolved to ~6.6 sd), so a whole batch is generated at once (vectorised) while each
+    sample's noise stays independent of the batch size, the batch it lands in, the device and the
+    number of processes (EDM's per-sample seeding, without a generator per sample).
+    """
 
     def __init__(self, seeds: Sequence[int]):
         self.seeds = [int(s) for s in seeds]
-        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self._keys = _splitmix64(np.asarray([s & 0xFFFFFFFFFFFFFFFF for s in self.seeds], dtype=np.uint64))
+        self._draws = np.zeros(len(self.seeds), dtype=np.uint64)
 
     def __call__(self, shape) -> Tensor:
         shape = tuple(shape)
-        if shape[0] != len(self.generators):
-            raise ValueError(f"noise for {shape[0]} samples requested from {len(self.generators)} seeds")
-        return torch.stack([torch.randn(shape[1:], generator=g) for g in self.generators])
+        if shape[0] != len(self.seeds):
+            raise ValueError(f"noise for {shape[0]} samples requested from {len(self.seeds)} seeds")
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
+        pairs = (per_row + 1) // 2
+        idx = np.arange(pairs, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            stream = _splitmix64((self._draws[:, None] << np.uint64(32)) + idx[None, :])
+            bits = _splitmix64(self._keys[:, None] ^ stream)
+        self._draws += np.uint64(1)
+        # one 64-bit hash -> two 32-bit uniforms -> two normals (Box-Muller's cosine and sine)
+        u1 = ((bits >> np.uint64(32)).astype(np.float64) + 0.5) * 2.0**-32
+        u2 = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * 2.0**-32
+        radius = np.sqrt(-2.0 * np.log(u1))
+        angle = 2.0 * np.pi * u2
+        z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :per_row]
+        return torch.from_numpy(z.astype(np.float32)).reshape(shape)
 
     def select(self, index) -> "PerSampleNoise":
-        """The sub-source for a subset of samples (keeps each generator's state)."""
+        """The sub-source for a subset of samples (keeps each sample's draw count)."""
         out = PerSampleNoise.__new__(PerSampleNoise)
+        index = list(index)
         out.seeds = [self.seeds[i] for i in index]
-        out.generators = [self.generators[i] for i in index]
+        out._keys = self._keys[index]
+        out._draws = self._draws[index].copy()
         return out
 
 
