@@ -24,7 +24,7 @@ def test_bench_oracle_custom_mixture_and_points(tmp_path, capsys):
     assert {(r["sde"], r["sampler"]) for r in rows} == {("vp", "em"), ("vp", "sscs"), ("hold", "em"), ("hold", "sscs")}
     for r in rows:
         assert set(r) >= {"sde", "sampler", "nfe", "w2", "nll_error", "mode_w2", "mode_w2_sd"}
-        assert (out / "samples" / f"{r["sde"]}-{r["sampler"]}-{r["nfe"]}.npy").exists()
+        assert (out / "samples" / f"{r['sde']}-{r['sampler']}-{r['nfe']}.npy").exists()
     for sde in ("vp", "hold"):
         by_nfe = sorted((r["nfe"], r["mode_w2"]) for r in rows if r["sde"] == sde and r["sampler"] == "em")
         assert by_nfe[0][1] > by_nfe[-1][1]  # error falls with NFE

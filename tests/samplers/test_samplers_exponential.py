@@ -84,11 +84,13 @@ def _component_log(orc, u, t):
                         for j in range(means.shape[0])], 1)
 
 
-@pytest.mark.parametrize("order,multistep", [(1, True), (2, True), (3, True), (2, False)])
-def test_convergence_order_on_the_mixture(order, multistep):
+@pytest.mark.parametrize("order,multistep,corrector,expected", [
+    (1, True, False, 1), (2, True, False, 2), (3, True, False, 3), (2, False, False, 2),
+    (1, True, True, 2), (2, True, True, 3)])
+def test_convergence_order_on_the_mixture(order, multistep, corrector, expected):
     """Median end-point error against a tight solve from the same u_T, HOLD on 8 Gaussians, quadratic
-    grid: log-log slope ~ the stated order. (The max error is dominated by the few trajectories that
-    switch mode near a basin boundary, so the median is the informative statistic.)"""
+    grid: log-log slope ~ the stated order (the free corrector adds one). (The max error is dominated by
+    the few trajectories that switch mode near a basin boundary, so the median is the informative statistic.)"""
     sde = make("hold")
     orc = MixtureOracle(sde, GaussianMixture.eight_gaussians())
     u = sde.prior_sample((200, 2), noise=lambda s: torch.randn(s, generator=torch.Generator().manual_seed(0)),
@@ -98,13 +100,14 @@ def test_convergence_order_on_the_mixture(order, multistep):
     errs = []
     for steps in (40, 80, 160):
         out = exponential_integrator(orc.score, sde, u, sde_time_grid(sde, "quadratic", steps), order=order,
-                                     multistep=multistep, denoise=False)
+                                     multistep=multistep, corrector=corrector, denoise=False)
         errs.append(float((sde.data(out.u) - sde.data(ref)).norm(dim=1).median()))
     slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
-    assert all(s > order - 0.35 for s in slopes) and slopes[-1] < order + 1.0, (errs, slopes)
+    assert all(s > expected - 0.35 for s in slopes) and slopes[-1] < expected + 1.0, (errs, slopes)
 
 
-@pytest.mark.parametrize("sampler", ["exp1", "exp2m", "exp3m", "exp2s", "exp3s", "exp-sde", "exp2m-sde"])
+@pytest.mark.parametrize("sampler", ["exp1", "exp2m", "exp3m", "exp2s", "exp3s", "unipc2", "unipc3", "exp-sde",
+                                     "exp2m-sde"])
 @pytest.mark.parametrize("name", ["vp", "cld", "hold"])
 def test_never_nan_at_any_nfe(sampler, name):
     sde = make(name)
@@ -132,6 +135,8 @@ def test_bad_options():
     sde = make("hold")
     orc = MixtureOracle(sde, GaussianMixture.eight_gaussians())
     for kw, match in [({"order": 4}, "order"), ({"form": "x"}, "form"), ({"eta": 2.0}, "eta"),
-                      ({"ref_var": -1.0}, "ref_var"), ({"eta": 0.5, "order": 2, "multistep": False}, "multistep")]:
+                      ({"ref_var": -1.0}, "ref_var"), ({"eta": 0.5, "order": 2, "multistep": False}, "multistep"),
+                      ({"corrector": True, "multistep": False}, "corrector"),
+                      ({"corrector": True, "eta": 1.0}, "corrector")]:
         with pytest.raises(ValueError, match=match):
             exponential_integrator(orc.score, sde, torch.zeros(2, 6, dtype=F64), [5.0, 1e-3], **kw)

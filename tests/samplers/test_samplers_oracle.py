@@ -13,8 +13,16 @@ import torch
 from holdsgm.errors import NumericsError
 from holdsgm.eval.metrics import mixture_metrics, wasserstein2
 from holdsgm.mixture import GaussianMixture
-from holdsgm.samplers import (SAMPLERS, PerSampleNoise, euler_maruyama, probability_flow, adaptive_ode, sample,
-                              steps_for_nfe, time_grid)
+from holdsgm.samplers import (
+    SAMPLERS,
+    PerSampleNoise,
+    adaptive_ode,
+    euler_maruyama,
+    probability_flow,
+    sample,
+    steps_for_nfe,
+    time_grid,
+)
 from holdsgm.sde import MixtureOracle, make_sde
 
 F64 = torch.float64

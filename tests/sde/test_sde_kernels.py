@@ -133,7 +133,8 @@ def test_subvp_closed_form_against_quadrature():
     B = lambda t: float(sde.schedule.integral(t))  # noqa: E731
     for s, t in ((0.0, 0.3), (0.2, 0.5), (0.6, 1.0)):
         phi, sigma = sde.transition(torch.tensor(s, dtype=F64), torch.tensor(t, dtype=F64))
-        ref = quad(lambda r: math.exp(-(B(t) - B(r))) * float(sde.g2(r)), s, t, epsabs=1e-14, epsrel=1e-12)[0]
+        ref = quad(lambda r, t=t: math.exp(-(B(t) - B(r))) * float(sde.g2(r)), s, t, epsabs=1e-14,
+                   epsrel=1e-12)[0]
         assert float(sigma) == pytest.approx(ref, rel=1e-9)
         assert float(phi) == pytest.approx(math.exp(-0.5 * (B(t) - B(s))), rel=1e-12)
 

@@ -13,7 +13,7 @@ The per-sample loss is averaged over the data's elements (so values are comparab
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

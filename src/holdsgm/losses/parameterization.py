@@ -16,7 +16,7 @@ The network receives t / T (so it sees times in [0, 1]) and knows nothing of the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 
 from ..sde.base import LinearSDE, ScoreFn
-from .core import (SamplerOutput, adaptive_ode, euler_maruyama, predictor_corrector, probability_flow,
-                   splitting)
+from .core import SamplerOutput, adaptive_ode, euler_maruyama, predictor_corrector, probability_flow, splitting
 from .exponential import exponential_integrator
 from .grids import sde_time_grid
 from .noise import as_noise
@@ -49,6 +48,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
                          description="exponential integrator, 2nd-order single step (DPM-Solver-2-like)"),
     "exp3s": SamplerSpec(partial(exponential_integrator, order=3, multistep=False), 3, False,
                          description="exponential integrator, 3rd-order single step (DPM-Solver-3-like)"),
+    "unipc2": SamplerSpec(partial(exponential_integrator, order=2, multistep=True, corrector=True), 1, False,
+                          description="exp2m + a free corrector (UniPC-like): order 3 per step at 1 NFE"),
+    "unipc3": SamplerSpec(partial(exponential_integrator, order=3, multistep=True, corrector=True), 1, False,
+                          description="exp3m + a free corrector (UniPC-like)"),
     "exp-sde": SamplerSpec(partial(exponential_integrator, order=1, eta=1.0), 1, True,
                            description="stochastic exponential integrator (eta=1: the reverse SDE, exact noise)"),
     "exp2m-sde": SamplerSpec(partial(exponential_integrator, order=2, eta=1.0), 1, True,
@@ -126,13 +129,15 @@ def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em"
 
     Give either ``nfe`` (a budget of score evaluations, converted to steps) or ``steps``. ``noise`` is
     None, an int seed, a Generator, per-sample seeds (batch-size independent results) or a callable.
-    Extra ``options`` go to the sampler (e.g. ``snr`` for 'pc', ``rtol`` for 'ode').
+    Extra ``options`` go to the sampler (e.g. ``snr`` for 'pc', ``rtol`` for 'ode'); ``rho`` sets the exponent
+    of the ``rho`` (default 2) and ``edm`` (default 7) grids.
     """
     if ":" in sampler:
         sampler, parsed = parse_sampler(sampler)
         options = {**parsed, **options}
         grid = options.pop("grid", grid)
         eps = options.pop("eps", eps)
+    rho = options.pop("rho", 7.0 if grid == "edm" else 2.0)
     spec = _spec(sampler)
     if spec.needs_stationary and not getattr(sde, "has_stationary_law", False):
         raise ValueError(f"sampler {sampler!r} needs an SDE with a stationary law (vp, cld, hold, langevin); "
@@ -144,7 +149,7 @@ def sample(score_fn: ScoreFn, sde: LinearSDE, data_shape, *, sampler: str = "em"
             raise ValueError("give nfe or steps")
         else:
             steps = steps_for_nfe(sampler, nfe, denoise, **options)
-    ts = sde_time_grid(sde, grid, steps, eps)
+    ts = sde_time_grid(sde, grid, steps, eps, rho=rho)
     noise = as_noise(noise)
     u = sde.prior_sample(data_shape, noise=noise, dtype=dtype, device=device)
     return spec.fn(score_fn, sde, u, ts, noise=noise, denoise=denoise, progress=progress, callback=callback,

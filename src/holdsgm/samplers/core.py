@@ -11,7 +11,8 @@ returns E[x0 | u_eps] (Tweedie's formula from the last component's score, see :m
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor

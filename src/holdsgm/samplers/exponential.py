@@ -47,7 +47,7 @@ from torch import Tensor
 from ..sde.base import LinearSDE, ScoreFn
 from ..sde.kernels import tril_factor
 from ..sde.posterior import posterior_mean, reference_kernel
-from .core import SamplerOutput, _check_grid, _Counted, _finish, _steps, Callback
+from .core import Callback, SamplerOutput, _check_grid, _Counted, _finish, _steps
 from .noise import as_noise
 
 
@@ -143,9 +143,9 @@ class _Coefficients:
         def basis(lam):  # (m,) -> (m, k)
             vals = np.ones((m, k))
             for j in range(k):
-                for l in range(k):
-                    if l != j:
-                        vals[:, j] *= (lam - lam_nodes[:, l]) / (lam_nodes[:, j] - lam_nodes[:, l])
+                for i in range(k):
+                    if i != j:
+                        vals[:, j] *= (lam - lam_nodes[:, i]) / (lam_nodes[:, j] - lam_nodes[:, i])
             return vals
 
         sz_y, sz_z = n * n, k * n
@@ -211,16 +211,27 @@ def _psd_factor(P: np.ndarray) -> Tensor:
 
 
 @lru_cache(maxsize=64)
-def _plan(key, sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, order: int, multistep: bool):
+def _plan(key, sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, order: int, multistep: bool,
+          corrector: bool = False):
     """All per-step coefficients for a grid (cached: they depend only on the SDE and the grid)."""
     coef = _Coefficients(sde, form, eta, ref_var)
     steps = len(ts) - 1
     if multistep:
-        problems = []
+        problems, kinds = [], []
         for i in range(steps):
             k = min(order, i + 1)
-            problems.append((ts[i], ts[i + 1], [ts[i - j] for j in range(k)]))  # most recent first
-        return [{"main": st, "nodes": p[2]} for st, p in zip(coef.solve(problems), problems)]
+            nodes = [ts[i - j] for j in range(k)]  # most recent first
+            problems.append((ts[i], ts[i + 1], nodes))
+            kinds.append((i, "main"))
+            if corrector and i < steps - 1:  # the new point's value, then the known ones: order k + 1
+                problems.append((ts[i], ts[i + 1], [ts[i + 1]] + nodes))
+                kinds.append((i, "corrector"))
+        plan: list[dict] = [{"nodes": None} for _ in range(steps)]
+        for (i, kind), st, p in zip(kinds, coef.solve(problems), problems):
+            plan[i][kind] = st
+            if kind == "main":
+                plan[i]["nodes"] = p[2]
+        return plan
     t0, t1 = np.asarray(ts[:-1]), np.asarray(ts[1:])
     plan: list[dict] = [{"stages": {}} for _ in range(steps)]
     problems, where = [], []
@@ -263,7 +274,7 @@ def _apply(sde: LinearSDE, step: _Step, u: Tensor, values: list[Tensor], noise=N
 # ---------------------------------------------------------------------------------------- the sampler
 def exponential_integrator(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, order: int = 2,
                            multistep: bool = True, form: str = "data", eta: float = 0.0, ref_var: float = 0.0,
-                           noise=None, denoise: bool = True, progress: bool = False,
+                           corrector: bool = False, noise=None, denoise: bool = True, progress: bool = False,
                            callback: Callback | None = None) -> SamplerOutput:
     """Exponential integrator for the phase-space PF-ODE (eta = 0) or the SDE family (0 < eta <= 1).
 
@@ -274,7 +285,11 @@ def exponential_integrator(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, 
         form: 'data' (xhat, exact linear part including the Gaussian score) or 'eps' (eps-hat = -s / ell,
             linear part beta F only).
         eta: 0 = ODE; 1 = reverse SDE; in between, the interpolating family (noise solved exactly).
-        ref_var: c, the data variance of the Gaussian reference (0: Dirac data, DPM-Solver++).
+        ref_var: c, the data variance of the Gaussian reference (0: Dirac data, DPM-Solver++). For multimodal
+            data a within-mode variance works best at few steps (xhat is then constant within a mode).
+        corrector: after each multistep step, re-do the step with the new point's value added as an
+            interpolation node (order k + 1); that value is needed for the next step anyway, so the
+            corrector costs no NFE (UniPC, Zhao et al. 2023). Not on the last step.
         denoise: return E[x0 | u_eps] (Tweedie, 1 extra NFE) as the samples.
     The multistep variant's first steps use lower orders (warm-up).
     """
@@ -288,11 +303,14 @@ def exponential_integrator(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, 
         raise ValueError(f"ref_var must be >= 0, got {ref_var}")
     if eta > 0 and order > 1 and not multistep:
         raise ValueError("the stochastic variant (eta > 0) is multistep (or order 1); use multistep=True")
+    if corrector and (not multistep or eta > 0):
+        raise ValueError("the corrector is for the multistep ODE integrator (multistep=True, eta=0)")
     ts = _check_grid(sde, ts)
     noise = as_noise(noise)
     score = _Counted(score_fn)
     key = repr(sde)
-    plan = _plan(key, sde, tuple(ts.tolist()), form, float(eta), float(ref_var), order, bool(multistep))
+    plan = _plan(key, sde, tuple(ts.tolist()), form, float(eta), float(ref_var), order, bool(multistep),
+                 bool(corrector))
 
     if form == "data":
         def value(v: Tensor, t: float) -> Tensor:
@@ -302,12 +320,18 @@ def exponential_integrator(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, 
             return -score(v, t) / float(sde.marginal(torch.tensor(t, dtype=torch.float64)).ell)
 
     history: list[Tensor] = []
+    pending: Tensor | None = None  # the value at (u, t) when the corrector already computed it
     for i, (t, t_next) in enumerate(_steps(ts, progress, f"exp-{form}-{order}{'M' if multistep else 'S'}")):
         entry = plan[i]
         if multistep:
-            history.insert(0, value(u, t))
+            history.insert(0, value(u, t) if pending is None else pending)
             history = history[: len(entry["nodes"])]
-            u = _apply(sde, entry["main"], u, history, noise)
+            u_new = _apply(sde, entry["main"], u, history, noise)
+            pending = None
+            if "corrector" in entry:
+                pending = value(u_new, t_next)
+                u_new = _apply(sde, entry["corrector"], u, [pending] + history)
+            u = u_new
         else:
             x0 = value(u, t)
             stages = entry["stages"]

@@ -79,7 +79,7 @@ def sde_time_grid(sde, kind: str, steps: int, eps: float | None = None, rho: flo
     """
     eps = sde.eps if eps is None else float(eps)
     if kind not in KERNEL_GRIDS:
-        return time_grid(kind, steps, sde.T, eps, rho=rho if kind == "rho" else 2.0)
+        return time_grid(kind, steps, sde.T, eps, rho=rho)
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     frac = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)  # 0 at T, 1 at eps

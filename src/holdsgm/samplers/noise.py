@@ -11,7 +11,7 @@ sampler moves it). Two kinds:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

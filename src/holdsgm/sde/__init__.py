@@ -6,7 +6,7 @@ This package is the ground floor of holdsgm: it imports nothing else of the proj
 
 from .base import Kernel, LinearSDE, ReverseProcess, ScoreFn
 from .kernels import JITTER, cholesky, kron_eye, van_loan
-from .langevin import Langevin, PhaseSpaceSDE, VESDE, VPSDE, sde_from_dict
+from .langevin import VESDE, VPSDE, Langevin, PhaseSpaceSDE, sde_from_dict
 from .oracle import MixtureOracle
 from .posterior import posterior_mean, reference_kernel
 from .presets import PRESETS, make_sde, preset_parameters
@@ -14,7 +14,8 @@ from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedu
 from .subvp import SubVPSDE
 
 __all__ = [
-    "JITTER", "ConstantSchedule", "GeometricVarianceSchedule", "Kernel", "Langevin", "LinearSDE",
+    "ConstantSchedule", "GeometricVarianceSchedule", "JITTER", "Kernel", "Langevin", "LinearSDE",
     "LinearSchedule", "MixtureOracle", "PRESETS", "PhaseSpaceSDE", "ReverseProcess", "Schedule", "ScoreFn",
-    "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "posterior_mean", "preset_parameters", "reference_kernel", "sde_from_dict", "van_loan",
+    "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "posterior_mean", "preset_parameters",
+    "reference_kernel", "sde_from_dict", "van_loan",
 ]

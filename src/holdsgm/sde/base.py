@@ -26,13 +26,13 @@ All kernel algebra is done in float64 and cast to the state's dtype when applied
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .kernels import cholesky, symmetrize, tril_factor
+from .kernels import symmetrize, tril_factor
 from .schedules import Schedule
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]

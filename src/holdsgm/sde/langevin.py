@@ -13,7 +13,7 @@ u_2..u_n from N(0, alpha / L). Kernels come from Van Loan's matrix exponential, 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 
 from .base import LinearSDE
-from .langevin import Langevin, VESDE, VPSDE
+from .langevin import VESDE, VPSDE, Langevin
 from .subvp import SubVPSDE
 
 HOLD_CONSTANTS = dict(L=2.0, alpha=0.08, schedule=1.0, T=5.0, eps=1e-3)
