@@ -109,3 +109,38 @@ def test_priorgrad_std(speech):
         priorgrad_std(m, emax, min_std=0)
     with pytest.raises(DataError, match="energy_max"):
         priorgrad_std(m, -1.0)
+
+
+def test_builds_through_the_network_registry(monkeypatch):
+    """``build_network(net.kind, **net.config)`` rebuilds it once ``nets.NETWORKS`` lists it."""
+    from holdsgm import nets
+
+    monkeypatch.setitem(nets.NETWORKS, "diffwave", DiffWave)
+    net = DiffWave(in_channels=3, **TINY)
+    again = nets.build_network(net.kind, **net.config)
+    assert isinstance(again, DiffWave) and again.config == net.config
+    again.load_state_dict(net.state_dict())
+    with pytest.raises(ConfigError, match="unknown argument 'channels'"):
+        nets.build_network("diffwave", channels=8)
+
+
+def test_projected_conditioner_variant():
+    """cond_channels > 0: the mel is projected to k channels at the frame rate, upsampled, and projected to
+    every layer at once; cond_channels = 0 keeps the paper's layout (and its state-dict keys)."""
+    net = _perturb(DiffWave(in_channels=3, **TINY, cond_channels=4))
+    u, y = torch.randn(2, 3, 8 * 32), torch.randn(2, 16, 8)
+    out = net(u, torch.tensor([0.3, 0.6]), y)
+    assert out.shape == (2, 1, 256) and torch.isfinite(out).all()
+    assert net.cond_proj.out_channels == TINY["layers"] * 2 * TINY["residual_channels"]
+    assert all(layer.cond_proj is None for layer in net.layers)
+    assert not torch.allclose(out, net(u, torch.tensor([0.3, 0.6]), y + 1))
+    y2 = y.clone()
+    y2[..., 0] += 5  # local conditioning survives the projection
+    assert (net(u, torch.tensor([0.3, 0.6]), y2) - out).abs()[0, 0, :32].sum() > 0
+    assert DiffWave(**net.config).config == net.config
+    plain = DiffWave(in_channels=3, **TINY)
+    assert "layers.0.cond_proj.weight" in plain.state_dict() and "cond_in.weight" not in plain.state_dict()
+    fast = DiffWave(**DIFFWAVE_PRESETS["cpu-fast"])
+    assert count_parameters(fast) < 0.3 * count_parameters(DiffWave(**DIFFWAVE_PRESETS["cpu-small"]))
+    with pytest.raises(ConfigError, match="cond_channels"):
+        DiffWave(n_mels=0, cond_channels=4)

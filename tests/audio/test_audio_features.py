@@ -71,6 +71,14 @@ def test_griffin_lim_round_trip(speech):
     assert y.shape == (62 * 256,) and y.dtype == torch.float32 and torch.isfinite(y).all()
     err = {lag: (log_mel(torch.roll(y, lag)) - m)[:, 2:-2].abs().mean().item() for lag in (-64, 0, 64)}
     assert err[0] < min(err[-64], err[64])
-    assert err[0] < 0.6  # vs ~6 for white noise
+    assert err[0] < 0.6  # measured 0.19 (white noise: 3.7)
     yb = griffin_lim(torch.stack([m, m]), n_iter=2)
     assert yb.shape == (2, 62 * 256)
+
+
+def test_missing_audio_extra_is_a_clear_error():
+    from holdsgm.audio._deps import require
+    from holdsgm.errors import HoldsgmError
+
+    with pytest.raises(HoldsgmError, match=r"pip install 'holdsgm\[audio\]'"):
+        require("no_such_audio_module_xyz")

@@ -1,6 +1,7 @@
 """Speech audio for the SDE vocoder (mel -> waveform, issue #5): a local espeak-ng corpus, a loader for
 LJSpeech-style folders, the one log-mel feature, the Griffin-Lim baseline, offline metrics (PESQ, ESTOI,
-MR-STFT, MCD, optional DNSMOS), training losses and PriorGrad's data-dependent noise scale.
+MR-STFT, MCD, optional DNSMOS), training losses, PriorGrad's data-dependent noise scale, WAV I/O and the spectrogram
+figure.
 
 Needs the ``audio`` extra (soundfile, librosa, soxr, pesq, pystoi; imported on first use) and, for the
 corpus, the espeak-ng program. Nothing is downloaded. Nothing here knows about SDEs.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from .corpus import CorpusSummary, build_speech_corpus
 from .dataset import SpeechDataset, SpeechItem, load_speech, random_segments
 from .features import FMAX, FMIN, HOP, N_FFT, N_MELS, SR, griffin_lim, log_mel, mel_basis
+from .io import read_wav, spectrogram_figure, write_wav
 from .metrics import (
     aggregate_metrics,
     dnsmos,
@@ -23,11 +25,12 @@ from .metrics import (
     rtf,
     utterance_metrics,
 )
-from .priorgrad import frame_energy, max_frame_energy, priorgrad_std
+from .priorgrad import PriorGradNet, frame_energy, max_frame_energy, priorgrad_std
 
 __all__ = [
-    "FMAX", "FMIN", "HOP", "N_FFT", "N_MELS", "SR", "CorpusSummary", "SpeechDataset", "SpeechItem",
+    "FMAX", "FMIN", "HOP", "N_FFT", "N_MELS", "SR", "CorpusSummary", "PriorGradNet", "SpeechDataset", "SpeechItem",
     "aggregate_metrics", "build_speech_corpus", "dnsmos", "estoi", "frame_energy", "griffin_lim", "l2_loss",
     "load_speech", "log_mel", "max_frame_energy", "mel_basis", "mel_cepstral_distortion", "mrstft_distance",
-    "mrstft_loss", "pesq_wb", "priorgrad_std", "random_segments", "rtf", "utterance_metrics",
+    "mrstft_loss", "pesq_wb", "priorgrad_std", "random_segments", "read_wav", "rtf", "spectrogram_figure",
+    "utterance_metrics", "write_wav",
 ]

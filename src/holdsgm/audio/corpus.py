@@ -222,7 +222,8 @@ def build_speech_corpus(out, n: int, seed: int = 0, sr: int = 16000, *, jobs: in
     """Synthesise ``n`` utterances into ``out`` (LJSpeech layout: ``out/wavs/<id>.wav``, 16-bit PCM mono
     at ``sr``, and ``out/metadata.csv``). ``jobs`` espeak-ng processes run at once. ``metadata.csv`` is
     written last (atomically), so an interrupted run leaves no valid-looking corpus; an existing one is
-    refused unless ``overwrite``. ``progress``: optional callable(k) after each utterance.
+    refused unless ``overwrite`` (WAVs of an earlier, larger corpus then stay in ``wavs/`` but are no
+    longer listed). ``progress``: optional callable(k) after each utterance.
     HoldsgmError when espeak-ng is missing (saying how to install it), DataError when ``out`` cannot be
     written."""
     n = _check_int(n, "n", 1, 10**6)

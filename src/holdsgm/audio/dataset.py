@@ -175,7 +175,7 @@ def load_speech(path, sr: int = SR, *, recursive: bool = True, limit: int | None
     if meta.is_file():
         layout = "ljspeech"
         rows = _read_metadata(meta)
-        for uid, text, norm, lineno in rows:  # check every row before reading any audio
+        for uid, _text, _norm, lineno in rows:  # check every row before reading any audio
             if not (root / "wavs" / f"{uid}.wav").is_file():
                 raise DataError(f"{meta}:{lineno}: id {uid!r:.60} has no audio file "
                                 f"{root / 'wavs' / (uid + '.wav')}")

@@ -82,3 +82,27 @@ def priorgrad_std(logmel, energy_max: float | None = None, min_std: float = MIN_
         scale = float(energy_max)
     std = torch.clamp(e / scale, min=float(min_std), max=1.0)
     return std.repeat_interleave(hop, dim=-1).unsqueeze(-2)
+
+
+class PriorGradNet(torch.nn.Module):
+    """A network wrapper for PriorGrad's whitened coordinates: ``forward(u~, t, y) = net(sigma * u~, t, y)``
+    with ``sigma = priorgrad_std(y, energy_max, min_std, hop)`` from the conditioning log-mel ``y``.
+
+    The wrapped eps-predictor then sees the unwhitened state (the noisy wave, as in PriorGrad) while the
+    SDE, its kernels, the loss and the samplers all work on ``u~ = u / sigma``: train on ``x0 / sigma``,
+    and multiply a sample of ``x~`` by ``sigma`` (see the module docstring). It holds no parameters of its
+    own (checkpoints keep the wrapped network's state dict)."""
+
+    def __init__(self, net, energy_max: float, min_std: float = MIN_STD, hop: int = HOP):
+        super().__init__()
+        self.net = net
+        self.energy_max, self.min_std, self.hop = float(energy_max), float(min_std), int(hop)
+
+    def std(self, y: Tensor) -> Tensor:
+        """``sigma`` (B, 1, frames * hop) of a batch of log-mels (B, n_mels, frames)."""
+        return priorgrad_std(y, self.energy_max, self.min_std, self.hop)
+
+    def forward(self, u: Tensor, t: Tensor, y: Tensor | None = None, **kwargs) -> Tensor:
+        if y is None:
+            raise DataError("PriorGrad needs the conditioning log-mel y")
+        return self.net(u * self.std(y).to(u.dtype), t, y, **kwargs)

@@ -16,10 +16,15 @@ from .embeddings import TIME_EMBEDDINGS, TimeEmbedding, prepare_time
 _INV_SQRT2 = 1 / math.sqrt(2)
 
 #: residual_channels / layers / dilation_cycle of a few sizes: ``cpu-small`` (~0.63M parameters with the
-#: default 512-wide time embedding; ~1.75 train it/s for batch 4 x 1 s at 16 kHz on 2 CPU threads), and
-#: the paper's BASE (64 ch, 30 layers, 2.6M) and LARGE (128 ch, 30 layers, 6.9M), dilations 1..512.
+#: default 512-wide time embedding; ~1.75 train it/s for batch 4 x 1 s at 16 kHz on 2 CPU threads),
+#: ``cpu-fast`` (the vocoder configs' network: the conditioner is projected to 16 channels at the frame
+#: rate before upsampling and to all layers at once, and a 128-wide time embedding; ~0.15M parameters,
+#: ~4x fewer multiply-adds per sample than ``cpu-small``), and the paper's BASE (64 ch, 30 layers, 2.6M)
+#: and LARGE (128 ch, 30 layers, 6.9M), dilations 1..512.
 DIFFWAVE_PRESETS: dict[str, dict[str, int]] = {
     "cpu-small": {"residual_channels": 32, "layers": 10, "dilation_cycle": 10},
+    "cpu-fast": {"residual_channels": 32, "layers": 10, "dilation_cycle": 10, "cond_channels": 16,
+                 "emb_dim": 128},
     "base": {"residual_channels": 64, "layers": 30, "dilation_cycle": 10},
     "large": {"residual_channels": 128, "layers": 30, "dilation_cycle": 10},
 }
@@ -58,6 +63,7 @@ class ResidualLayer(nn.Module):
         super().__init__()
         self.dilated = nn.Conv1d(channels, 2 * channels, 3, padding=dilation, dilation=dilation)
         self.time_proj = nn.Linear(emb_dim, channels)
+        # n_mels = 0: no conditioner of its own (unconditional, or projected by the network for all layers)
         self.cond_proj = nn.Conv1d(n_mels, 2 * channels, 1) if n_mels > 0 else None
         self.out_proj = nn.Conv1d(channels, 2 * channels, 1)
         for conv in (self.dilated, self.out_proj, self.cond_proj):
@@ -65,9 +71,11 @@ class ResidualLayer(nn.Module):
                 nn.init.kaiming_normal_(conv.weight)
 
     def forward(self, x: Tensor, e: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``cond``: the upsampled conditioner (B, n_mels, L), or its projection (B, 2 * channels, L)
+        when the network projects it for all layers at once (this layer then has no ``cond_proj``)."""
         y = self.dilated(x + self.time_proj(e)[:, :, None])
         if cond is not None:
-            y = y + self.cond_proj(cond)
+            y = y + (self.cond_proj(cond) if self.cond_proj is not None else cond)
         gate, filt = y.chunk(2, dim=1)
         res, skip = self.out_proj(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)
         return (x + res) * _INV_SQRT2, skip
@@ -91,6 +99,11 @@ class DiffWave(nn.Module):
     to ``emb_dim`` (DiffWave: 128 -> 512).
     Conditioning: ``y`` the log-mel (B, n_mels, frames) with ``L = frames * hop``, upsampled by
     :class:`MelUpsampler`. ``n_mels = 0`` makes an unconditional network (``y`` must be None).
+    ``cond_channels = k > 0`` is the cheap variant for CPUs: a 3-tap convolution maps the mel to ``k``
+    channels at the frame rate, those are upsampled, and one 1x1 convolution projects them to every
+    layer's ``2 * residual_channels`` conditioner at once; at the sample rate this costs ``2 C k`` instead of
+    ``2 C n_mels`` multiply-adds per layer and sample (the per-layer mel projection dominates DiffWave's
+    cost on a CPU). ``cond_channels = 0`` is the paper's layout (upsample all ``n_mels`` bands).
     Data-dependent priors (PriorGrad) act outside the network (:mod:`holdsgm.audio.priorgrad`).
     """
 
@@ -99,7 +112,8 @@ class DiffWave(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, residual_channels: int = 32,
                  layers: int = 10, dilation_cycle: int = 10, n_mels: int = 80, hop: int = 256,
-                 time_embedding: str = "sinusoidal", emb_dim: int = 512, fourier_scale: float = 16.0):
+                 time_embedding: str = "sinusoidal", emb_dim: int = 512, fourier_scale: float = 16.0,
+                 cond_channels: int = 0):
         super().__init__()
         check_int(in_channels, "in_channels", 1)
         check_int(out_channels, "out_channels", 1)
@@ -111,18 +125,27 @@ class DiffWave(nn.Module):
         check_choice(time_embedding, "time_embedding", TIME_EMBEDDINGS)
         check_int(emb_dim, "emb_dim", 8)
         check_num(fourier_scale, "fourier_scale", positive=True)
+        check_int(cond_channels, "cond_channels", 0)
+        if cond_channels and not n_mels:
+            raise ConfigError("network argument cond_channels needs a conditioned network (n_mels > 0)")
         self.config = {"in_channels": in_channels, "out_channels": out_channels,
                        "residual_channels": residual_channels, "layers": layers,
                        "dilation_cycle": dilation_cycle, "n_mels": n_mels, "hop": hop,
                        "time_embedding": time_embedding, "emb_dim": emb_dim,
-                       "fourier_scale": float(fourier_scale)}
+                       "fourier_scale": float(fourier_scale), "cond_channels": cond_channels}
         self.in_channels, self.out_channels, self.n_mels, self.hop = in_channels, out_channels, n_mels, hop
         c = residual_channels
         self.input_proj = nn.Conv1d(in_channels, c, 1)
         nn.init.kaiming_normal_(self.input_proj.weight)
         self.time_emb = TimeEmbedding(time_embedding, emb_dim // 4, emb_dim, fourier_scale=fourier_scale)
         self.upsampler = MelUpsampler(hop) if n_mels > 0 else None
-        self.layers = nn.ModuleList(ResidualLayer(c, 2 ** (i % dilation_cycle), emb_dim, n_mels)
+        self.cond_in = self.cond_proj = None
+        if cond_channels:
+            self.cond_in = nn.Conv1d(n_mels, cond_channels, 3, padding=1)
+            self.cond_proj = nn.Conv1d(cond_channels, layers * 2 * c, 1)
+            nn.init.kaiming_normal_(self.cond_proj.weight)
+        layer_mels = 0 if cond_channels else n_mels
+        self.layers = nn.ModuleList(ResidualLayer(c, 2 ** (i % dilation_cycle), emb_dim, layer_mels)
                                     for i in range(layers))
         self.skip_proj = nn.Conv1d(c, c, 1)
         nn.init.kaiming_normal_(self.skip_proj.weight)
@@ -156,12 +179,17 @@ class DiffWave(nn.Module):
                 raise ConfigError(f"DiffWave mel y must have shape ({b}, {self.n_mels}, "
                                   f"{length / self.hop:g}) for input length {length} = frames * hop "
                                   f"({self.hop}), got {tuple(y.shape)}")
-            cond = self.upsampler(y.to(u.dtype))
+            y = y.to(u.dtype)
+            if self.cond_in is not None:
+                y = self.cond_in(y)
+            cond = self.upsampler(y)
+        conds = [cond] * len(self.layers) if self.cond_proj is None else self.cond_proj(cond).chunk(
+            len(self.layers), dim=1)
         e = F.silu(self.time_emb(prepare_time(t, b, u.device)))
         x = F.relu(self.input_proj(u))
         skips = None
-        for layer in self.layers:
-            x, s = layer(x, e, cond)
+        for layer, cond_l in zip(self.layers, conds):
+            x, s = layer(x, e, cond_l)
             skips = s if skips is None else skips + s
         x = F.relu(self.skip_proj(skips * (1 / math.sqrt(len(self.layers)))))
         return self.output_proj(x)
