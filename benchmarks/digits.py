@@ -6,10 +6,10 @@ trace, uniform dequantisation; offset log2(16/2) = 3 bits for the 17-level digit
 em and sscs samplers when ``holdsgm.eval.fd_digits`` is available (with its floor: real held-out-size digits
 scored the same way), seconds per training step and per sample.
 
-    OMP_NUM_THREADS=2 python benchmarks/digits.py [--quick] [--out benchmarks/results] [--runs runs/bench-digits]
+    OMP_NUM_THREADS=2 python benchmarks/digits.py [--quick] [--out DIR] [--runs runs/bench-digits]
 
-Full: the presets' 20000 steps, 1000 samples, NFE 20/50/100/200. --quick: 150 steps, 200 samples, NFE 50 (a smoke
-test of the script only).
+Full: the presets' 20000 steps, 1000 samples, NFE 20/50/100/200. --quick: 150 steps, 200 samples, NFE 50 (a
+smoke test of the script only).
 """
 
 from __future__ import annotations
@@ -48,8 +48,14 @@ def main(argv=None) -> int:
     samplers = ("sscs",) if args.quick else ("em", "sscs")
     fd = None if args.no_fd else _fd_module()
     tag = "digits" + ("-quick" if args.quick else "")
-    results = {"quick": args.quick, "n_samples": n, "nll_n": nll_n, "threads": torch.get_num_threads(),
-               "fd_available": fd is not None, "sdes": {}}
+    results = {
+        "quick": args.quick,
+        "n_samples": n,
+        "nll_n": nll_n,
+        "threads": torch.get_num_threads(),
+        "fd_available": fd is not None,
+        "sdes": {},
+    }
     results["fd_floor"] = None  # filled once the held-out split is known
     for name in SDES:
         overrides = ["train.tensorboard=false"] + ([f"train.steps={steps}"] if steps else [])
@@ -61,11 +67,15 @@ def main(argv=None) -> int:
         res = train_run(config, run_dir, verbose=False)
         run = load_run(run_dir)
         test = heldout(run)
-        row = {"steps": res.step, "seconds_per_step": res.total_seconds / max(res.step, 1),
-               "params": sum(p.numel() for p in run.net.parameters())}
+        row = {
+            "steps": res.step,
+            "seconds_per_step": res.total_seconds / max(res.step, 1),
+            "params": sum(p.numel() for p in run.net.parameters()),
+        }
         print(f"[{name}] bits/dim of {nll_n} held-out digits", file=sys.stderr)
-        row["likelihood"] = likelihood(run, test, n=min(nll_n, len(test)), divergence="hutchinson", rtol=1e-4,
-                                       atol=1e-4)
+        row["likelihood"] = likelihood(
+            run, test, n=min(nll_n, len(test)), divergence="hutchinson", rtol=1e-4, atol=1e-4
+        )
         row["samplers"] = {}
         for sampler in samplers:
             for nfe in nfes:
@@ -104,14 +114,18 @@ def _print_tables(results, samplers, nfes) -> None:
     for name, r in results["sdes"].items():
         lik = r["likelihood"]
         sp = r["samplers"].get("sscs@50", {}).get("seconds_per_sample")
-        print(f"| {name} | {r['steps']} | {r['params']:,} | {_f(r['seconds_per_step'], '.4f')} | "
-              f"{_f(lik['bits_per_dim'])} +- {_f(lik['bits_per_dim_sem'])} | {lik['nfe']} | {_f(sp, '.2e')} |")
+        print(
+            f"| {name} | {r['steps']} | {r['params']:,} | {_f(r['seconds_per_step'], '.4f')} | "
+            f"{_f(lik['bits_per_dim'])} +- {_f(lik['bits_per_dim_sem'])} | {lik['nfe']} | {_f(sp, '.2e')} |"
+        )
     if not results["fd_available"]:
         print("\nFD-digits: holdsgm.eval.fd_digits not available (or --no-fd); skipped")
         return
     fl = results.get("fd_floor")
-    print(f"\n### FD-digits vs NFE (floor of real digits at the same n: "
-          f"{_f(fl['mean']) if fl else '-'} +- {_f(fl['std']) if fl else '-'})\n")
+    print(
+        f"\n### FD-digits vs NFE (floor of real digits at the same n: "
+        f"{_f(fl['mean']) if fl else '-'} +- {_f(fl['std']) if fl else '-'})\n"
+    )
     print("| SDE | sampler | " + " | ".join(f"NFE {k}" for k in nfes) + " |")
     print("|---|---|" + "---|" * len(nfes))
     for name, r in results["sdes"].items():
@@ -131,15 +145,21 @@ def _plot(results, samplers, nfes, path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     names = list(results["sdes"])
-    axes[0].bar(names, [results["sdes"][k]["likelihood"]["bits_per_dim"] for k in names],
-                color=[f"C{i}" for i in range(len(names))])
+    axes[0].bar(
+        names,
+        [results["sdes"][k]["likelihood"]["bits_per_dim"] for k in names],
+        color=[f"C{i}" for i in range(len(names))],
+    )
     axes[0].set_ylabel("bits/dim (held out)")
     axes[0].set_title("likelihood (PF-ODE, dequantised)")
     ax = axes[1]
     for i, name in enumerate(names):
         for s, ls in zip(samplers, ("-", ":")):
-            pts = [(c["nfe"], c["fd_digits"]) for nfe in nfes
-                   if "fd_digits" in (c := results["sdes"][name]["samplers"].get(f"{s}@{nfe}", {}))]
+            pts = [
+                (c["nfe"], c["fd_digits"])
+                for nfe in nfes
+                if "fd_digits" in (c := results["sdes"][name]["samplers"].get(f"{s}@{nfe}", {}))
+            ]
             if pts:
                 ax.plot(*zip(*pts), ls, marker="o", ms=3, color=f"C{i}", label=f"{name} {s}")
     if results.get("fd_floor"):

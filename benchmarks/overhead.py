@@ -7,8 +7,8 @@
   clipping, AdamW, EMA, the NaN check) vs the network's bare forward+backward on a batch of the same shape
   (target <= 1.15x), plus the breakdown of the extra time.
 
-Networks: the toy MLP (toy-hold.yaml, batch 512 / 2000) and the digits U-Net (digits-hold.yaml, batch 128 / 500),
-HOLD (n = 3). Times are medians of repeated blocks; run on a quiet machine (other processes skew them).
+Networks: the toy MLP (toy-hold.yaml, batch 512 / 2000) and the digits U-Net (digits-hold.yaml, 128 / 500),
+HOLD (n = 3). Times are the fastest of repeated blocks; run on a quiet machine (other processes skew them).
 
     OMP_NUM_THREADS=2 python benchmarks/overhead.py [--quick] [--out benchmarks/results]
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -28,13 +27,14 @@ import torch
 from holdsgm.losses import EpsModel, hsm_loss
 from holdsgm.samplers import sample
 from holdsgm.train import load_config
-from holdsgm.train.trainer import Trainer
+from holdsgm.train.trainer import Trainer, _adamw
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def timeit(fn, repeats: int, inner: int = 1) -> float:
-    """Median seconds per call over ``repeats`` blocks of ``inner`` calls (after one warm-up block)."""
+    """Fastest seconds per call over ``repeats`` blocks of ``inner`` calls (after a warm-up block); the
+    minimum is the least disturbed by other processes on a shared machine."""
     for _ in range(inner):
         fn()
     times = []
@@ -43,7 +43,7 @@ def timeit(fn, repeats: int, inner: int = 1) -> float:
         for _ in range(inner):
             fn()
         times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+    return min(times)
 
 
 def _perturb(net, scale=0.05):
@@ -65,18 +65,32 @@ def sampling_rows(name: str, config, batch: int, nfes, samplers, repeats: int) -
     t = torch.full((batch,), 0.5)
     with torch.no_grad():
         fwd = timeit(lambda: net(u, t), repeats, inner=3)
-        score = timeit(lambda: em.score(u, torch.full((batch,), 0.5 * sde.T, dtype=torch.float64)), repeats, 3)
+        score = timeit(
+            lambda: em.score(u, torch.full((batch,), 0.5 * sde.T, dtype=torch.float64)), repeats, 3
+        )
     rows = []
     for sampler in samplers:
         for nfe in nfes:
             for noise_kind in ("batch", "per-sample"):
                 noise = (lambda: 0) if noise_kind == "batch" else (lambda: list(range(batch)))
                 with torch.no_grad():
-                    secs = timeit(lambda: sample(em, sde, shape, sampler=sampler, nfe=nfe, noise=noise()),
-                                  max(1, repeats // 2))
-                rows.append({"model": name, "batch": batch, "sampler": sampler, "nfe": nfe, "noise": noise_kind,
-                             "seconds": secs, "forward_seconds": fwd, "score_seconds": score,
-                             "ratio": secs / (nfe * fwd)})
+                    secs = timeit(
+                        lambda s=sampler, k=nfe, z=noise: sample(em, sde, shape, sampler=s, nfe=k, noise=z()),
+                        max(1, repeats // 2),
+                    )
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "sampler": sampler,
+                        "nfe": nfe,
+                        "noise": noise_kind,
+                        "seconds": secs,
+                        "forward_seconds": fwd,
+                        "score_seconds": score,
+                        "ratio": secs / (nfe * fwd),
+                    }
+                )
     return rows
 
 
@@ -99,7 +113,7 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
             net.zero_grad(set_to_none=True)
             net(u, t).square().mean().backward()
 
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-6)
+        opt = _adamw(list(net.parameters()), config.train)  # the trainer's optimizer (fused where available)
 
         def fwd_bwd_adam():
             fwd_bwd()
@@ -115,11 +129,17 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
             net.zero_grad(set_to_none=True)
             hsm_loss(EpsModel(net, sde).eps, sde, x0, t=tt).mean().backward()
 
-        res = {"model": name, "batch": b, "params": sum(p.numel() for p in net.parameters()),
-               "fwd_bwd": timeit(fwd_bwd, repeats, inner), "fwd_bwd_adam": timeit(fwd_bwd_adam, repeats, inner),
-               "kernel": timeit(kernel, repeats, inner), "loss_fwd_bwd": timeit(loss_fwd_bwd, repeats, inner),
-               "ema": timeit(lambda: trainer.ema.update(10**6), repeats, inner),
-               "draw": timeit(trainer._draw, repeats, inner)}
+        res = {
+            "model": name,
+            "batch": b,
+            "params": sum(p.numel() for p in net.parameters()),
+            "fwd_bwd": timeit(fwd_bwd, repeats, inner),
+            "fwd_bwd_adam": timeit(fwd_bwd_adam, repeats, inner),
+            "kernel": timeit(kernel, repeats, inner),
+            "loss_fwd_bwd": timeit(loss_fwd_bwd, repeats, inner),
+            "ema": timeit(lambda: trainer.ema.update(10**6), repeats, inner),
+            "draw": timeit(trainer._draw, repeats, inner),
+        }
         trainer.step = 0
         res["train_step"] = timeit(trainer.train_step, repeats, inner)
         trainer.close()
@@ -140,32 +160,54 @@ def main(argv=None) -> int:
     toy = load_config(REPO / "configs" / "toy-hold.yaml", base)
     digits = load_config(REPO / "configs" / "digits-hold.yaml", base)
 
-    train_rows = [training_row("toy MLP", toy, repeats, 5 if args.quick else 20),
-                  training_row("digits U-Net", digits, repeats, 2 if args.quick else 5)]
+    train_rows = [
+        training_row("toy MLP", toy, repeats, 5 if args.quick else 20),
+        training_row("digits U-Net", digits, repeats, 2 if args.quick else 5),
+    ]
     nfes = (10, 50) if args.quick else (10, 50, 100)
     samplers = ("em", "sscs") if args.quick else ("em", "sscs", "heun")
     samp_rows = sampling_rows("toy MLP", toy, 2000 if not args.quick else 1000, nfes, samplers, repeats)
-    samp_rows += sampling_rows("digits U-Net", digits, 500 if not args.quick else 200, nfes[:1] if args.quick else nfes,
-                               samplers[:2], repeats)
+    samp_rows += sampling_rows(
+        "digits U-Net",
+        digits,
+        500 if not args.quick else 200,
+        nfes[:1] if args.quick else nfes,
+        samplers[:2],
+        repeats,
+    )
 
     print(f"threads: {torch.get_num_threads()}\n")
-    print("| model | batch | params | fwd+bwd ms | +AdamW ms | train step ms | step / fwd+bwd | step / (fwd+bwd+AdamW) "
-          "| kernel ms | EMA ms | draw ms |")
+    print(
+        "| model | batch | params | fwd+bwd ms | +AdamW ms | train step ms | step / fwd+bwd "
+        "| step / (fwd+bwd+AdamW) "
+        "| kernel ms | EMA ms | draw ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in train_rows:
-        print(f"| {r['model']} | {r['batch']} | {r['params']:,} | {1e3 * r['fwd_bwd']:.2f} | {1e3 * r['fwd_bwd_adam']:.2f} | "
-              f"{1e3 * r['train_step']:.2f} | {r['ratio_vs_fwd_bwd']:.2f}x | {r['ratio_vs_fwd_bwd_adam']:.2f}x | "
-              f"{1e3 * r['kernel']:.2f} | {1e3 * r['ema']:.2f} | {1e3 * r['draw']:.2f} |")
+        print(
+            f"| {r['model']} | {r['batch']} | {r['params']:,} | {1e3 * r['fwd_bwd']:.2f} | "
+            f"{1e3 * r['fwd_bwd_adam']:.2f} | {1e3 * r['train_step']:.2f} | {r['ratio_vs_fwd_bwd']:.2f}x | "
+            f"{r['ratio_vs_fwd_bwd_adam']:.2f}x | "
+            f"{1e3 * r['kernel']:.2f} | {1e3 * r['ema']:.2f} | {1e3 * r['draw']:.2f} |"
+        )
     print("\n| model | batch | sampler | NFE | noise | seconds | NFE x forward | ratio | score() / forward |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in samp_rows:
-        print(f"| {r['model']} | {r['batch']} | {r['sampler']} | {r['nfe']} | {r['noise']} | {r['seconds']:.3f} | "
-              f"{r['nfe'] * r['forward_seconds']:.3f} | {r['ratio']:.2f}x | "
-              f"{r['score_seconds'] / r['forward_seconds']:.2f}x |")
+        print(
+            f"| {r['model']} | {r['batch']} | {r['sampler']} | {r['nfe']} | {r['noise']} | "
+            f"{r['seconds']:.3f} | "
+            f"{r['nfe'] * r['forward_seconds']:.3f} | {r['ratio']:.2f}x | "
+            f"{r['score_seconds'] / r['forward_seconds']:.2f}x |"
+        )
 
-    result = {"quick": args.quick, "threads": torch.get_num_threads(), "torch": str(torch.__version__),
-              "training": train_rows, "sampling": samp_rows,
-              "targets": {"sampling_ratio": 1.10, "training_ratio": 1.15}}
+    result = {
+        "quick": args.quick,
+        "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "training": train_rows,
+        "sampling": samp_rows,
+        "targets": {"sampling_ratio": 1.10, "training_ratio": 1.15},
+    }
     (out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(train_rows, samp_rows, out / "overhead.png")
     print(f"\nwrote {out / 'overhead.json'} and {out / 'overhead.png'}")
@@ -188,8 +230,11 @@ def _plot(train_rows, samp_rows, path):
     ax.legend(fontsize=8)
     ax = axes[1]
     labels = [f"{r['model'].split()[0]} {r['sampler']} {r['nfe']} {r['noise'][:5]}" for r in samp_rows]
-    ax.bar(range(len(samp_rows)), [r["ratio"] for r in samp_rows],
-           color=["C1" if r["noise"] == "batch" else "C2" for r in samp_rows])
+    ax.bar(
+        range(len(samp_rows)),
+        [r["ratio"] for r in samp_rows],
+        color=["C1" if r["noise"] == "batch" else "C2" for r in samp_rows],
+    )
     ax.axhline(1.10, color="k", ls="--", lw=1, label="target 1.10x")
     ax.set_xticks(range(len(samp_rows)))
     ax.set_xticklabels(labels, rotation=70, fontsize=7)

@@ -3,13 +3,14 @@
 For each SDE: train (or resume) a run, then
 * NLL of held-out points through the probability-flow ODE (exact divergence) vs their true NLL and the data's
   entropy (8 Gaussians has a closed-form density);
-* W2, per-mode W2 and mode-weight TV vs NFE for the samplers em / sscs / heun / pc, for the trained network and,
+* W2, per-mode W2 and mode-weight TV vs NFE for the samplers em / sscs / heun / pc, for the trained network
+  and,
   as a reference that isolates discretisation error, the exact mixture score ("oracle");
 * seconds per training step and per sample.
 
-    OMP_NUM_THREADS=2 python benchmarks/toy_quality.py [--quick] [--out benchmarks/results] [--runs runs/bench-toy]
+    OMP_NUM_THREADS=2 python benchmarks/toy_quality.py [--quick] [--out DIR] [--runs runs/bench-toy]
 
-Full: the presets' 6000 steps, 2000 samples, NFE 10..200. --quick: 400 steps, 500 samples, NFE 20/50 (a smoke test
+Full: the presets' 8000 steps, 2000 samples, NFE 10..200. --quick: 400 steps, 500 samples, NFE 20/50 (a smoke
 of the script; its numbers say little about the SDEs).
 """
 
@@ -48,17 +49,29 @@ def _metrics(score_fn, sde, test, mixture, n, sampler, nfe, seed=0) -> dict:
         return {"skipped": str(e), "nfe": nfe}
     secs = time.perf_counter() - t0
     m = sample_metrics(out.x, test.x, mixture)
-    return {"nfe": out.nfe, "w2": m["w2"], "mmd": m["mmd"], "mode_w2": m.get("mode_w2"), "mode_tv": m.get("mode_tv"),
-            "seconds_per_sample": secs / n}
+    return {
+        "nfe": out.nfe,
+        "w2": m["w2"],
+        "mmd": m["mmd"],
+        "mode_w2": m.get("mode_w2"),
+        "mode_tv": m.get("mode_tv"),
+        "seconds_per_sample": secs / n,
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    p.add_argument("--runs", default=str(REPO / "runs" / "bench-toy"), help="where the training runs live (resumed)")
-    p.add_argument("--data", default="8gaussians", help="toy data set (per-mode metrics need a known density)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the presets', 400 with --quick)")
+    p.add_argument(
+        "--runs", default=str(REPO / "runs" / "bench-toy"), help="where the training runs live (resumed)"
+    )
+    p.add_argument(
+        "--data", default="8gaussians", help="toy data set (per-mode metrics need a known density)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: the presets', 400 with --quick)"
+    )
     p.add_argument("--no-oracle", action="store_true", help="skip the exact-score reference")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -70,10 +83,18 @@ def main(argv=None) -> int:
     samplers = SAMPLERS
     tag = f"toy-{args.data}" + ("-quick" if args.quick else "")
 
-    results = {"data": args.data, "quick": args.quick, "n_samples": n, "nll_n": nll_n, "threads": torch.get_num_threads(),
-               "sdes": {}}
+    results = {
+        "data": args.data,
+        "quick": args.quick,
+        "n_samples": n,
+        "nll_n": nll_n,
+        "threads": torch.get_num_threads(),
+        "sdes": {},
+    }
     for name in SDES:
-        overrides = ["train.tensorboard=false", f"data.name={args.data}"] + ([f"train.steps={steps}"] if steps else [])
+        overrides = ["train.tensorboard=false", f"data.name={args.data}"] + (
+            [f"train.steps={steps}"] if steps else []
+        )
         if steps:
             overrides += [f"train.ckpt_every={steps}", f"train.log_every={max(1, steps // 10)}"]
         config = load_config(REPO / "configs" / f"toy-{name}.yaml", overrides)
@@ -83,10 +104,15 @@ def main(argv=None) -> int:
         run = load_run(run_dir)
         test = heldout(run)
         mixture = run.dataset_info.mixture
-        row = {"steps": res.step, "seconds_per_step": res.total_seconds / max(res.step, 1),
-               "params": sum(p.numel() for p in run.net.parameters())}
+        row = {
+            "steps": res.step,
+            "seconds_per_step": res.total_seconds / max(res.step, 1),
+            "params": sum(p.numel() for p in run.net.parameters()),
+        }
         print(f"[{name}] likelihood of {nll_n} held-out points", file=sys.stderr)
-        row["likelihood"] = likelihood(run, test, n=min(nll_n, len(test)), divergence="exact", rtol=1e-5, atol=1e-5)
+        row["likelihood"] = likelihood(
+            run, test, n=min(nll_n, len(test)), divergence="exact", rtol=1e-5, atol=1e-5
+        )
         score = run.eps_model.with_condition(None)
         oracle = MixtureOracle(run.sde, mixture) if (mixture is not None and not args.no_oracle) else None
         row["samplers"] = {}
@@ -118,18 +144,25 @@ def _f(v, fmt=".3f"):
 
 
 def _print_tables(results, samplers, nfes) -> None:
-    print(f"\n### {results['data']}: likelihood and cost (n={results['n_samples']} samples, threads "
-          f"{results['threads']})\n")
+    print(
+        f"\n### {results['data']}: likelihood and cost (n={results['n_samples']} samples, threads "
+        f"{results['threads']})\n"
+    )
     print("| SDE | steps | s/step | NLL (nats) | true NLL of same points | NLL NFE | s/sample (sscs@50) |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results["sdes"].items():
         lik = r["likelihood"]
         sp = r["samplers"].get("sscs@50", {}).get("model", {}).get("seconds_per_sample")
-        print(f"| {name} | {r['steps']} | {_f(r['seconds_per_step'], '.4f')} | {_f(lik['nll'])} +- {_f(lik['nll_sem'])} "
-              f"| {_f(lik.get('true_nll'))} | {lik['nfe']} | {_f(sp, '.2e')} |")
+        print(
+            f"| {name} | {r['steps']} | {_f(r['seconds_per_step'], '.4f')} | "
+            f"{_f(lik['nll'])} +- {_f(lik['nll_sem'])} "
+            f"| {_f(lik.get('true_nll'))} | {lik['nfe']} | {_f(sp, '.2e')} |"
+        )
     if "true_entropy" in results:
-        print(f"\ntrue entropy {results['true_entropy']:.3f} nats; floor of exact samples: W2 "
-              f"{results['floor']['w2']:.3f}, per-mode W2 {results['floor']['mode_w2']:.3f}")
+        print(
+            f"\ntrue entropy {results['true_entropy']:.3f} nats; floor of exact samples: W2 "
+            f"{results['floor']['w2']:.3f}, per-mode W2 {results['floor']['mode_w2']:.3f}"
+        )
     print("\n### per-mode W2 (W2) vs NFE, trained model [oracle score]\n")
     print("| SDE | sampler | " + " | ".join(f"NFE {k}" for k in nfes) + " |")
     print("|---|---|" + "---|" * len(nfes))

@@ -6,9 +6,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
-TINY = ["model.hidden=16", "model.depth=2", "data.n=400", "train.batch_size=32", "train.log_every=5",
-        "train.ckpt_every=10", "train.warmup_steps=3", "train.tensorboard=false", "sample.n=64",
-        "sample.nfe=10", "eval.n=64", "eval.nll_n=16", "eval.rtol=1e-3", "eval.atol=1e-3"]
+TINY = [
+    "model.hidden=16",
+    "model.depth=2",
+    "data.n=400",
+    "train.batch_size=32",
+    "train.log_every=5",
+    "train.ckpt_every=10",
+    "train.warmup_steps=3",
+    "train.tensorboard=false",
+    "sample.n=64",
+    "sample.nfe=10",
+    "eval.n=64",
+    "eval.nll_n=16",
+    "eval.rtol=1e-3",
+    "eval.atol=1e-3",
+]
 
 
 def sets(overrides):
@@ -29,5 +42,10 @@ def run_main(argv, capsys):
 
 def cli(*args, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "holdsgm.cli.main", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "holdsgm.cli.main", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 import yaml
+from cli_helpers import CONFIGS, TINY, cli, run_main, sets
 
 from holdsgm.train import Config, load_config
-
-from cli_helpers import CONFIGS, TINY, cli, run_main, sets
 
 COMMANDS = ["train", "sample", "eval", "likelihood", "demo"]
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
@@ -47,7 +46,9 @@ def test_dry_run_every_preset(path, capsys, tmp_path, monkeypatch):
 
 
 def test_dry_run_applies_overrides(capsys):
-    code, out, _ = run_main(["train", "toy-hold", "--dry-run", "--set", "model.hidden=8", "--set", "sde.T=3"], capsys)
+    code, out, _ = run_main(
+        ["train", "toy-hold", "--dry-run", "--set", "model.hidden=8", "--set", "sde.T=3"], capsys
+    )
     assert code == 0
     d = yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("#")))
     assert d["model"]["hidden"] == 8 and d["sde"]["T"] == 3
@@ -61,23 +62,26 @@ def _one_line_error(code, err, cmd):
     return lines[0]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", "toy-hold", "--dry-run", "--set", "train.lrr=1"], "train.lrr"),
-    (["train", "toy-hold", "--dry-run", "--set", "train.lr=fast"], "train.lr"),
-    (["train", "toy-hold", "--dry-run", "--set", "novalue"], "key=value"),
-    (["train", "no-such-config", "--dry-run"], "no-such-config"),
-    (["sample", "{missing}"], "does not exist"),
-    (["eval", "{missing}"], "does not exist"),
-    (["likelihood", "{missing}"], "does not exist"),
-    (["sample", "{run}", "--nfe", "0"], "nfe"),
-    (["sample", "{run}", "--nfe", "1", "--sampler", "heun"], "too small"),
-    (["sample", "{run}", "--class", "3"], "not class-conditional"),
-    (["sample", "{run}", "--out", "{file}/sub"], "sub"),
-    (["eval", "{run}", "--out", "{file}/x.json"], "x.json"),
-    (["likelihood", "{run}", "--n", "0"], "--n"),
-    (["train", "toy-hold", "--out", "{file}/run", "--set", "train.steps=1"], "run"),
-    (["demo", "--out", "{file}/demo"], "demo"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "toy-hold", "--dry-run", "--set", "train.lrr=1"], "train.lrr"),
+        (["train", "toy-hold", "--dry-run", "--set", "train.lr=fast"], "train.lr"),
+        (["train", "toy-hold", "--dry-run", "--set", "novalue"], "key=value"),
+        (["train", "no-such-config", "--dry-run"], "no-such-config"),
+        (["sample", "{missing}"], "does not exist"),
+        (["eval", "{missing}"], "does not exist"),
+        (["likelihood", "{missing}"], "does not exist"),
+        (["sample", "{run}", "--nfe", "0"], "nfe"),
+        (["sample", "{run}", "--nfe", "1", "--sampler", "heun"], "too small"),
+        (["sample", "{run}", "--class", "3"], "not class-conditional"),
+        (["sample", "{run}", "--out", "{file}/sub"], "sub"),
+        (["eval", "{run}", "--out", "{file}/x.json"], "x.json"),
+        (["likelihood", "{run}", "--n", "0"], "--n"),
+        (["train", "toy-hold", "--out", "{file}/run", "--set", "train.steps=1"], "run"),
+        (["demo", "--out", "{file}/demo"], "demo"),
+    ],
+)
 def test_errors_are_one_line_exit_2(argv, needle, capsys, tmp_path, tiny_run):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -103,8 +107,10 @@ def test_errors_in_a_real_process():
 @pytest.mark.slow
 def test_sample_eval_likelihood_end_to_end(tiny_run, tmp_path, capsys):
     out = tmp_path / "samples"
-    code, stdout, err = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
-                                  "--out", out], capsys)
+    code, stdout, err = run_main(
+        ["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3", "--out", out],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["n"] == 40 and summary["nfe"] == 8 and summary["finite"]
@@ -117,18 +123,59 @@ def test_sample_eval_likelihood_end_to_end(tiny_run, tmp_path, capsys):
 
     # per-sample seeds: the batch size does not change the samples
     out2 = tmp_path / "samples2"
-    code, _, err = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
-                             "--batch-size", "7", "--out", out2, "--no-ema"], capsys)
-    code3, _, _ = run_main(["sample", tiny_run, "--n", "40", "--sampler", "sscs", "--nfe", "8", "--seed", "3",
-                            "--batch-size", "40", "--out", tmp_path / "s3", "--no-ema"], capsys)
+    code, _, err = run_main(
+        [
+            "sample",
+            tiny_run,
+            "--n",
+            "40",
+            "--sampler",
+            "sscs",
+            "--nfe",
+            "8",
+            "--seed",
+            "3",
+            "--batch-size",
+            "7",
+            "--out",
+            out2,
+            "--no-ema",
+        ],
+        capsys,
+    )
+    code3, _, _ = run_main(
+        [
+            "sample",
+            tiny_run,
+            "--n",
+            "40",
+            "--sampler",
+            "sscs",
+            "--nfe",
+            "8",
+            "--seed",
+            "3",
+            "--batch-size",
+            "40",
+            "--out",
+            tmp_path / "s3",
+            "--no-ema",
+        ],
+        capsys,
+    )
     assert code == code3 == 0, err
-    np.testing.assert_allclose(np.load(out2 / "samples.npz")["x"], np.load(tmp_path / "s3" / "samples.npz")["x"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(out2 / "samples.npz")["x"],
+        np.load(tmp_path / "s3" / "samples.npz")["x"],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert not np.allclose(np.load(out2 / "samples.npz")["x"], data["x"])  # --no-ema differs from EMA
 
     res_file = tmp_path / "eval.json"
-    code, stdout, err = run_main(["eval", tiny_run, "--n", "60", "--nfe", "10", "--nll-n", "8", "--out", res_file],
-                                 capsys)
+    code, stdout, err = run_main(
+        ["eval", tiny_run, "--n", "60", "--nfe", "10", "--nll-n", "8", "--out", res_file], capsys
+    )
     assert code == 0, err
     res = json.loads(res_file.read_text())
     assert res == json.loads(stdout)
@@ -137,8 +184,21 @@ def test_sample_eval_likelihood_end_to_end(tiny_run, tmp_path, capsys):
     assert res["likelihood"]["n"] == 8 and np.isfinite(res["likelihood"]["nll"])
     assert res["likelihood"]["true_nll"] < res["likelihood"]["nll"] + 50
 
-    code, stdout, err = run_main(["likelihood", tiny_run, "--n", "8", "--divergence", "hutchinson", "--method", "rk4",
-                                  "--out", tmp_path / "nll.json"], capsys)
+    code, stdout, err = run_main(
+        [
+            "likelihood",
+            tiny_run,
+            "--n",
+            "8",
+            "--divergence",
+            "hutchinson",
+            "--method",
+            "rk4",
+            "--out",
+            tmp_path / "nll.json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     lik = json.loads(stdout)
     assert lik["divergence"] == "hutchinson" and lik["n"] == 8 and lik["nfe"] > 0 and np.isfinite(lik["nll"])
@@ -158,20 +218,49 @@ def test_train_cli_resumes_and_reports(tmp_path, capsys):
     argv[-1] = "train.steps=9"
     code, out, _ = run_main(argv, capsys)
     assert code == 0 and "resumed from step 6" in out and "step 9/9" in out
+    # a run folder as CONFIG: resume it with its own (resolved) config
+    code, out, _ = run_main(["train", run, "--quiet", "--set", "train.steps=11"], capsys)
+    assert code == 0 and "resumed from step 9" in out and "step 11/11" in out
 
 
 @pytest.mark.slow
 def test_demo_quick(tmp_path, capsys):
     out = tmp_path / "demo"
-    code, stdout, err = run_main(["demo", "--quick", "--steps", "30", "--out", out, "--set", "model.hidden=32",
-                                  "--set", "eval.nll_n=10"], capsys)
+    code, stdout, err = run_main(
+        [
+            "demo",
+            "--quick",
+            "--steps",
+            "30",
+            "--out",
+            out,
+            "--set",
+            "model.hidden=32",
+            "--set",
+            "eval.nll_n=10",
+        ],
+        capsys,
+    )
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("w2", "mmd", "mode_w2", "nll", "true_entropy", "true_nll", "nfe", "train_seconds",
-                "sample_seconds", "device", "seed", "command"):
+    for key in (
+        "w2",
+        "mmd",
+        "mode_w2",
+        "nll",
+        "true_entropy",
+        "true_nll",
+        "nfe",
+        "train_seconds",
+        "sample_seconds",
+        "device",
+        "seed",
+        "command",
+    ):
         assert key in m and m[key] is not None, key
     assert m["steps"] == 30 and m["sde"] == "hold" and m["sampler"] == "sscs"
     assert (out / "demo.png").stat().st_size > 0 and (out / "run" / "checkpoints").is_dir()
+    assert any((out / "run" / "tb").iterdir())  # TensorBoard scalars
     assert "per-mode W2" in stdout and "NLL" in stdout
 
 

@@ -20,8 +20,7 @@ from holdsgm.data import load_dataset
 from holdsgm.errors import DataError
 from holdsgm.eval import classifier as C
 from holdsgm.eval.classifier import DigitClassifier, digit_classifier
-from holdsgm.eval.fd_digits import (class_accuracy, fd_digits, feature_stats, frechet_distance,
-                                    reference_floor)
+from holdsgm.eval.fd_digits import class_accuracy, fd_digits, feature_stats, frechet_distance, reference_floor
 
 
 # ---------------------------------------------------------------------- fixtures

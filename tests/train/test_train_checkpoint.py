@@ -9,14 +9,13 @@ import shutil
 
 import pytest
 import torch
+from train_helpers import tiny_config
 
 from holdsgm.errors import CheckpointError
 from holdsgm.losses import EpsModel
 from holdsgm.train import Trainer, find_checkpoint, load_checkpoint, load_run, verify_checkpoint
 from holdsgm.train import train as train_run
 from holdsgm.train.checkpoint import MANIFEST, atomic_write
-
-from train_helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,12 @@ def _rewrite_manifest(folder):
 
 def test_layout_and_manifest(trained):
     folder = _ckpt(trained, 10)
-    assert sorted(p.name for p in folder.iterdir()) == ["ema.safetensors", MANIFEST, "model.safetensors", "state.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ema.safetensors",
+        MANIFEST,
+        "model.safetensors",
+        "state.pt",
+    ]
     man = verify_checkpoint(folder)
     assert man["step"] == 10 and set(man["files"]) == {"ema.safetensors", "model.safetensors", "state.pt"}
     assert (trained / "config.yaml").exists() and (trained / "stats.jsonl").exists()
@@ -87,12 +91,15 @@ def test_missing_and_empty(tmp_path):
         load_checkpoint(tmp_path / "zero.pt")
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda f: f.write_bytes(b""), "empty"),
-    (lambda f: f.write_bytes(f.read_bytes()[: f.stat().st_size // 2]), "truncated"),
-    (lambda f: f.write_bytes(bytes([f.read_bytes()[0] ^ 1]) + f.read_bytes()[1:]), "corrupt"),
-    (lambda f: f.unlink(), "missing"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda f: f.write_bytes(b""), "empty"),
+        (lambda f: f.write_bytes(f.read_bytes()[: f.stat().st_size // 2]), "truncated"),
+        (lambda f: f.write_bytes(bytes([f.read_bytes()[0] ^ 1]) + f.read_bytes()[1:]), "corrupt"),
+        (lambda f: f.unlink(), "missing"),
+    ],
+)
 @pytest.mark.parametrize("name", ["model.safetensors", "state.pt"])
 def test_damaged_files(run_copy, damage, needle, name):
     folder = _ckpt(run_copy, 10)
@@ -152,7 +159,7 @@ def test_checkpoint_whose_weights_are_of_another_architecture(run_copy):
     from safetensors.torch import load_file, save_file
 
     w = load_file(folder / "ema.safetensors")
-    w.pop(sorted(w)[0])
+    w.pop(min(w))
     save_file(w, folder / "ema.safetensors")
     _rewrite_manifest(folder)
     with pytest.raises(CheckpointError, match="another architecture.*missing"):

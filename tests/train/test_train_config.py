@@ -6,12 +6,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from train_helpers import CONFIGS
 
 from holdsgm.errors import ConfigError
 from holdsgm.train import Config, load_config, preset_names
 from holdsgm.train.config import SECTIONS, apply_overrides, parse_value
-
-from train_helpers import CONFIGS
 
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
 
@@ -42,8 +41,18 @@ def test_toy_presets_share_everything_but_the_sde():
 
 
 def test_overrides_apply_with_yaml_types():
-    cfg = load_config("toy-hold", ["train.lr=1e-3", "sde.T=3", "model.hidden=64", "train.betas=[0.9, 0.99]",
-                                   "train.ema_warmup=false", "data.n=1000", "sample.grid=quadratic"])
+    cfg = load_config(
+        "toy-hold",
+        [
+            "train.lr=1e-3",
+            "sde.T=3",
+            "model.hidden=64",
+            "train.betas=[0.9, 0.99]",
+            "train.ema_warmup=false",
+            "data.n=1000",
+            "sample.grid=quadratic",
+        ],
+    )
     assert cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
     assert cfg.sde.overrides["T"] == 3 and cfg.sde.build().T == 3.0
     assert cfg.model.kwargs["hidden"] == 64
@@ -67,44 +76,47 @@ def test_yaml_12_floats():
     assert parse_value("[1, 2]") == [1, 2]
 
 
-@pytest.mark.parametrize("overrides, needles", [
-    (["train.lrr=1"], ["train.lrr", "lr", "batch_size"]),
-    (["train.lr=abc"], ["train.lr", "abc", "number"]),
-    (["train.lr=0"], ["train.lr"]),
-    (["train.lr=-1e-3"], ["train.lr"]),
-    (["train.steps=0"], ["train.steps"]),
-    (["train.steps=2.5"], ["train.steps", "integer"]),
-    (["train.steps=true"], ["train.steps", "integer"]),
-    (["train.batch_size=0"], ["train.batch_size"]),
-    (["train.ema_decay=1"], ["train.ema_decay"]),
-    (["train.ema_decay=-0.5"], ["train.ema_decay"]),
-    (["train.betas=[0.9]"], ["train.betas"]),
-    (["train.betas=[0.9, 1.5]"], ["train.betas[1]"]),
-    (["train.weighting=foo"], ["train.weighting", "unit", "likelihood"]),
-    (["train.device=tpu"], ["train.device"]),
-    (["train.amp=fp8"], ["train.amp"]),
-    (["train.label_dropout=0.1"], ["train.label_dropout", "conditional"]),
-    (["sample.sampler=foo"], ["sample.sampler", "sscs", "heun"]),
-    (["sample.nfe=0"], ["sample.nfe"]),
-    (["sample.nfe=1", "sample.sampler=heun"], ["sample.nfe", "too small"]),
-    (["sample.grid=cosine"], ["sample.grid"]),
-    (["eval.divergence=magic"], ["eval.divergence"]),
-    (["sde.name=foo"], ["sde.name", "hold", "cld", "vp"]),
-    (["sde.Tx=3"], ["sde.Tx", "T"]),
-    (["sde.T=-1"], ["sde", "T"]),
-    (["sde.name=ve", "sample.sampler=sscs"], ["sample.sampler", "stationary"]),
-    (["model.kind=transformer"], ["model.kind", "mlp", "unet"]),
-    (["model.hiden=3"], ["model.hiden", "hidden"]),
-    (["model.in_features=3"], ["model.in_features", "derived"]),
-    (["model.data_var=0"], ["model.data_var"]),
-    (["data.bogus=1"], ["data.bogus", "test_fraction"]),
-    (["data.test_fraction=1"], ["data.test_fraction"]),
-    (["data.conditional=maybe"], ["data.conditional", "true or false"]),
-    (["bogus.x=1"], ["bogus", "train", "sde"]),
-    (["train=3"], ["train"]),
-    (["nokeyvalue"], ["key=value"]),
-    (["train.lr.x=1"], ["train.lr"]),
-])
+@pytest.mark.parametrize(
+    "overrides, needles",
+    [
+        (["train.lrr=1"], ["train.lrr", "lr", "batch_size"]),
+        (["train.lr=abc"], ["train.lr", "abc", "number"]),
+        (["train.lr=0"], ["train.lr"]),
+        (["train.lr=-1e-3"], ["train.lr"]),
+        (["train.steps=0"], ["train.steps"]),
+        (["train.steps=2.5"], ["train.steps", "integer"]),
+        (["train.steps=true"], ["train.steps", "integer"]),
+        (["train.batch_size=0"], ["train.batch_size"]),
+        (["train.ema_decay=1"], ["train.ema_decay"]),
+        (["train.ema_decay=-0.5"], ["train.ema_decay"]),
+        (["train.betas=[0.9]"], ["train.betas"]),
+        (["train.betas=[0.9, 1.5]"], ["train.betas[1]"]),
+        (["train.weighting=foo"], ["train.weighting", "unit", "likelihood"]),
+        (["train.device=tpu"], ["train.device"]),
+        (["train.amp=fp8"], ["train.amp"]),
+        (["train.label_dropout=0.1"], ["train.label_dropout", "conditional"]),
+        (["sample.sampler=foo"], ["sample.sampler", "sscs", "heun"]),
+        (["sample.nfe=0"], ["sample.nfe"]),
+        (["sample.nfe=1", "sample.sampler=heun"], ["sample.nfe", "too small"]),
+        (["sample.grid=cosine"], ["sample.grid"]),
+        (["eval.divergence=magic"], ["eval.divergence"]),
+        (["sde.name=foo"], ["sde.name", "hold", "cld", "vp"]),
+        (["sde.Tx=3"], ["sde.Tx", "T"]),
+        (["sde.T=-1"], ["sde", "T"]),
+        (["sde.name=ve", "sample.sampler=sscs"], ["sample.sampler", "stationary"]),
+        (["model.kind=transformer"], ["model.kind", "mlp", "unet"]),
+        (["model.hiden=3"], ["model.hiden", "hidden"]),
+        (["model.in_features=3"], ["model.in_features", "derived"]),
+        (["model.data_var=0"], ["model.data_var"]),
+        (["data.bogus=1"], ["data.bogus", "test_fraction"]),
+        (["data.test_fraction=1"], ["data.test_fraction"]),
+        (["data.conditional=maybe"], ["data.conditional", "true or false"]),
+        (["bogus.x=1"], ["bogus", "train", "sde"]),
+        (["train=3"], ["train"]),
+        (["nokeyvalue"], ["key=value"]),
+        (["train.lr.x=1"], ["train.lr"]),
+    ],
+)
 def test_bad_inputs_name_the_key(overrides, needles):
     with pytest.raises(ConfigError) as e:
         load_config("toy-hold", overrides)
@@ -141,17 +153,28 @@ def test_bad_files(tmp_path):
 
 # ---------------------------------------------------------------------- fuzzing
 _KEYS = {name: sorted(SECTIONS[name].__dataclass_fields__) for name in SECTIONS}
-_key = st.one_of(st.sampled_from(sorted({k for ks in _KEYS.values() for k in ks} | {"T", "hidden", "n", "seed",
-                                                                                    "depth", "L", "alpha"})),
-                 st.text(max_size=8))
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                    st.sampled_from(["hold", "cld", "vp", "ve", "sscs", "em", "mlp", "unet", "8gaussians", "auto"]))
-_value = st.recursive(_scalar, lambda c: st.one_of(st.lists(c, max_size=3),
-                                                  st.dictionaries(_key, c, max_size=3)), max_leaves=6)
+_key = st.one_of(
+    st.sampled_from(
+        sorted({k for ks in _KEYS.values() for k in ks} | {"T", "hidden", "n", "seed", "depth", "L", "alpha"})
+    ),
+    st.text(max_size=8),
+)
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["hold", "cld", "vp", "ve", "sscs", "em", "mlp", "unet", "8gaussians", "auto"]),
+)
+_value = st.recursive(
+    _scalar, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(_key, c, max_size=3)), max_leaves=6
+)
 _section = st.one_of(st.dictionaries(_key, _value, max_size=4), _value)
-_root = st.one_of(st.dictionaries(st.one_of(st.sampled_from(sorted(SECTIONS)), st.text(max_size=6)), _section,
-                                  max_size=4), _value)
+_root = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(sorted(SECTIONS)), st.text(max_size=6)), _section, max_size=4),
+    _value,
+)
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,8 +191,15 @@ def test_fuzz_from_dict_only_raises_config_error(d):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([f"{s}.{k}" for s, ks in _KEYS.items() for k in ks] + ["sde.T", "x", ""]),
-                          st.text(max_size=10)), max_size=3))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([f"{s}.{k}" for s, ks in _KEYS.items() for k in ks] + ["sde.T", "x", ""]),
+            st.text(max_size=10),
+        ),
+        max_size=3,
+    )
+)
 def test_fuzz_overrides_only_raise_config_error(pairs):
     try:
         load_config("toy-hold", [f"{k}={v}" for k, v in pairs])

@@ -7,11 +7,10 @@ import sys
 
 import pytest
 import torch
+from train_helpers import CONFIGS, TINY, cli_env, losses
 
 from holdsgm.train import load_checkpoint, load_config
 from holdsgm.train import train as train_run
-
-from train_helpers import CONFIGS, TINY, cli_env, losses
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +22,14 @@ def _free_port() -> int:
 
 
 def test_two_rank_gloo_matches_single_process(tmp_path):
-    overrides = [*TINY, "train.steps=3", "train.ckpt_every=1", "train.keep_checkpoints=5", "train.batch_size=32",
-                 "model.mixed_score=true"]
+    overrides = [
+        *TINY,
+        "train.steps=3",
+        "train.ckpt_every=1",
+        "train.keep_checkpoints=5",
+        "train.batch_size=32",
+        "model.mixed_score=true",
+    ]
     config = load_config(CONFIGS / "toy-hold.yaml", overrides)
     cfg_file = tmp_path / "ddp.yaml"
     cfg_file.write_text(config.to_yaml())
@@ -36,9 +41,26 @@ def test_two_rank_gloo_matches_single_process(tmp_path):
     finally:
         torch.set_num_threads(n)
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "holdsgm.cli.main", "train", str(cfg_file), "--out", str(tmp_path / "ddp"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "holdsgm.cli.main",
+        "train",
+        str(cfg_file),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--quiet",
+    ]
     p = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "terminate called" not in p.stderr
@@ -51,5 +73,5 @@ def test_two_rank_gloo_matches_single_process(tmp_path):
         assert b.state["world_size"] == 2 and len(b.state["rng"]["torch_cpu"]) == 2
     single, ddp = losses(tmp_path / "single"), losses(tmp_path / "ddp")
     assert [r[0] for r in ddp] == [1, 2, 3]
-    for (s1, l1, g1, lr1), (s2, l2, g2, lr2) in zip(single, ddp):
+    for (_s1, l1, g1, lr1), (_s2, l2, g2, lr2) in zip(single, ddp):
         assert l2 == pytest.approx(l1, rel=1e-5) and g2 == pytest.approx(g1, rel=1e-4) and lr1 == lr2

@@ -11,11 +11,10 @@ import time
 
 import pytest
 import torch
+from train_helpers import CONFIGS, TINY, cli, cli_env, losses
 
 from holdsgm.train import load_checkpoint, load_config
 from holdsgm.train import train as train_run
-
-from train_helpers import CONFIGS, TINY, cli, cli_env, losses
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +51,18 @@ def _resume_and_compare(run, reference, extra=()):
     res = train_run(load_config(CONFIG, [*BASE, *extra]), run, verbose=False)
     assert res.step == STEPS
     assert losses(run) == reference
+    assert not list(run.rglob(".*.tmp-*"))  # no stale temporary files survive
 
 
-@pytest.mark.parametrize("point, latest", [
-    ("ckpt:model.safetensors:partial@2", 4),   # half of a weight file written
-    ("ckpt:state.pt:written@3", 8),            # all files in place, manifest missing
-    ("ckpt:manifest.json:partial@2", 4),       # manifest half-written (to its temporary name)
-    ("step@15", 12),                           # between checkpoints
-])
+@pytest.mark.parametrize(
+    "point, latest",
+    [
+        ("ckpt:model.safetensors:partial@2", 4),  # half of a weight file written
+        ("ckpt:state.pt:written@3", 8),  # all files in place, manifest missing
+        ("ckpt:manifest.json:partial@2", 4),  # manifest half-written (to its temporary name)
+        ("step@15", 12),  # between checkpoints
+    ],
+)
 def test_sigkill_at_named_points(point, latest, tmp_path, reference, one_thread):
     run = tmp_path / "run"
     p = cli("train", CONFIG, "--out", run, "--quiet", *_sets(BASE), env=cli_env(HOLDSGM_TEST_KILL_AT=point))
@@ -76,8 +79,22 @@ def test_sigkill_at_random_moments(trial, tmp_path, reference, one_thread):
     rng = random.Random(1234 + trial)
     run = tmp_path / "run"
     env = cli_env(HOLDSGM_TEST_STEP_SLEEP=0.01, HOLDSGM_TEST_CKPT_SLEEP=0.03)
-    proc = subprocess.Popen([sys.executable, "-m", "holdsgm.cli.main", "train", str(CONFIG), "--out", str(run),
-                             "--quiet", *_sets(BASE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "holdsgm.cli.main",
+            "train",
+            str(CONFIG),
+            "--out",
+            str(run),
+            "--quiet",
+            *_sets(BASE),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(run.glob("checkpoints/*/manifest.json")) and proc.poll() is None:
@@ -98,9 +115,22 @@ def test_sigkill_at_random_moments(trial, tmp_path, reference, one_thread):
 def test_signal_stops_cleanly_with_a_checkpoint(sig, code, tmp_path, reference, one_thread):
     run = tmp_path / "run"
     overrides = [*BASE, "train.ckpt_every=1000"]  # only the stop (and final) checkpoints
-    proc = subprocess.Popen([sys.executable, "-m", "holdsgm.cli.main", "train", str(CONFIG), "--out", str(run),
-                             *_sets(overrides)], env=cli_env(HOLDSGM_TEST_STEP_SLEEP=0.05),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "holdsgm.cli.main",
+            "train",
+            str(CONFIG),
+            "--out",
+            str(run),
+            *_sets(overrides),
+        ],
+        env=cli_env(HOLDSGM_TEST_STEP_SLEEP=0.05),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None:
@@ -110,7 +140,7 @@ def test_signal_stops_cleanly_with_a_checkpoint(sig, code, tmp_path, reference, 
             assert time.monotonic() < deadline
             time.sleep(0.01)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

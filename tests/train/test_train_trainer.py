@@ -4,13 +4,20 @@ import math
 
 import pytest
 import torch
+from train_helpers import losses, tiny_config
 
 from holdsgm.errors import ConfigError, NumericsError
-from holdsgm.train import Trainer, ema_decay_at, find_checkpoint, list_checkpoints, load_checkpoint, load_run, lr_at
+from holdsgm.train import (
+    Trainer,
+    ema_decay_at,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_run,
+    lr_at,
+)
 from holdsgm.train import train as train_run
 from holdsgm.train.faults import NAN_AT_STEP
-
-from train_helpers import losses, tiny_config
 
 
 def test_lr_warmup_and_ema_decay_formulas():
@@ -44,17 +51,39 @@ def test_same_seed_same_losses_other_seed_differs(tmp_path):
 
 
 def test_resume_continues_identically(tmp_path):
-    """Train 0 -> 7 and stop (like a killed run whose last checkpoint is at 7), resume to 16: the log reads
-    exactly as an uninterrupted 0 -> 16 run, including the interval averages around the resume point."""
-    train_run(tiny_config("train.log_every=3", steps=16), tmp_path / "full", verbose=False)
-    first = train_run(tiny_config("train.log_every=3", steps=7), tmp_path / "resumed", verbose=False)
-    assert first.checkpoint.name == "ckpt-00000007"
-    second = train_run(tiny_config("train.log_every=3", steps=16), tmp_path / "resumed", verbose=False)
-    assert second.resumed_from == 7 and second.step == 16
+    """Stop a 16-step run after step 7 (as SIGTERM does: checkpoint of step 7, mid log interval), resume: the
+    log reads exactly as an uninterrupted run's, including the interval averages around the resume point."""
+    cfg = tiny_config("train.log_every=3", "train.ckpt_every=100", steps=16)
+    train_run(cfg, tmp_path / "full", verbose=False)
+    trainer = Trainer(cfg, tmp_path / "resumed", verbose=False)
+    step = trainer.train_step
+
+    def stop_after_7():
+        out = step()
+        if trainer.step == 7:
+            trainer._stop = "SIGTERM"
+        return out
+
+    trainer.train_step = stop_after_7
+    try:
+        first = trainer.fit()
+    finally:
+        trainer.close()
+    assert first.stopped_by == "SIGTERM" and first.checkpoint.name == "ckpt-00000007"
+    second = train_run(cfg, tmp_path / "resumed", verbose=False)
+    assert second.resumed_from == 7 and second.step == 16 and second.stopped_by is None
     assert losses(tmp_path / "resumed") == losses(tmp_path / "full")
     full, res = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "resumed")
     assert all(torch.equal(full.model[k], res.model[k]) for k in full.model)
     assert all(torch.equal(full.ema[k], res.ema[k]) for k in full.ema)
+
+
+def test_extending_a_finished_run(tmp_path):
+    train_run(tiny_config(steps=6), tmp_path / "a", verbose=False)
+    res = train_run(tiny_config(steps=9), tmp_path / "a", verbose=False)
+    assert res.resumed_from == 6 and res.step == 9
+    train_run(tiny_config(steps=9), tmp_path / "b", verbose=False)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")  # log_every=1: every step logged either way
 
 
 def test_completed_run_is_not_retrained(tmp_path):
@@ -64,7 +93,9 @@ def test_completed_run_is_not_retrained(tmp_path):
 
 
 def test_keep_last_k_checkpoints(tmp_path):
-    train_run(tiny_config("train.ckpt_every=2", "train.keep_checkpoints=2", steps=9), tmp_path / "r", verbose=False)
+    train_run(
+        tiny_config("train.ckpt_every=2", "train.keep_checkpoints=2", steps=9), tmp_path / "r", verbose=False
+    )
     assert [s for s, _ in list_checkpoints(tmp_path / "r")] == [8, 9]
 
 
@@ -91,8 +122,13 @@ def test_nan_batch_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatc
 
 def test_exploding_lr_never_writes_a_poisoned_checkpoint(tmp_path):
     with pytest.raises(NumericsError, match=r"step \d+"):
-        train_run(tiny_config("train.lr=1e30", "train.warmup_steps=0", "train.ckpt_every=1", "train.grad_clip=0",
-                              steps=30), tmp_path / "r", verbose=False)
+        train_run(
+            tiny_config(
+                "train.lr=1e30", "train.warmup_steps=0", "train.ckpt_every=1", "train.grad_clip=0", steps=30
+            ),
+            tmp_path / "r",
+            verbose=False,
+        )
     for _, path in list_checkpoints(tmp_path / "r"):
         ck = load_checkpoint(path)
         assert all(bool(torch.isfinite(v).all()) for v in [*ck.model.values(), *ck.ema.values()])
@@ -110,18 +146,35 @@ def test_class_conditional_unet_with_label_dropout(tmp_path):
     from holdsgm.train import load_config
     from holdsgm.train.inference import class_labels, generate
 
-    cfg = load_config("digits-hold", ["model.channels=8", "model.channel_mult=[1]", "model.num_res_blocks=1",
-                                      "model.attn_resolutions=[]", "model.mid_attention=false",
-                                      "data.conditional=true", "train.label_dropout=0.2", "train.batch_size=8",
-                                      "train.steps=3", "train.ckpt_every=3", "train.log_every=1",
-                                      "train.tensorboard=false"])
+    cfg = load_config(
+        "digits-hold",
+        [
+            "model.channels=8",
+            "model.channel_mult=[1]",
+            "model.num_res_blocks=1",
+            "model.attn_resolutions=[]",
+            "model.mid_attention=false",
+            "data.conditional=true",
+            "train.label_dropout=0.2",
+            "train.batch_size=8",
+            "train.steps=3",
+            "train.ckpt_every=3",
+            "train.log_every=1",
+            "train.tensorboard=false",
+        ],
+    )
     res = train_run(cfg, tmp_path / "r", verbose=False)
     assert res.step == 3 and math.isfinite(res.last_loss)
     run = load_run(tmp_path / "r")
     assert run.dataset_info.n_classes == 10 and run.dataset_info.data_shape == (1, 8, 8)
     labels = class_labels(run, 4, 3)
-    gen = generate(run, 4, sampler="em", nfe=3, labels=labels)
+    gen = generate(run, 4, sampler="em", nfe=3, labels=labels, trajectory=2)
     assert gen.x.shape == (4, 1, 8, 8) and torch.isfinite(gen.x).all()
+    assert gen.traj.shape == (3, 2, 3, 8, 8) and gen.traj_times[0] == run.sde.T
+    from holdsgm.train.figures import image_grid_figure, trajectory_figure
+
+    assert trajectory_figure(gen.traj_times, gen.traj, 3, tmp_path / "traj.png").stat().st_size > 0
+    assert image_grid_figure(gen.x, tmp_path / "grid.png").stat().st_size > 0
     with pytest.raises(ConfigError):
         class_labels(run, 4, 10)
 

@@ -8,9 +8,22 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 #: a tiny, fast toy run: 8 Gaussians, HOLD, a 2-layer MLP of width 16
-TINY = ["model.hidden=16", "model.depth=2", "data.n=400", "train.batch_size=32", "train.log_every=1",
-        "train.ckpt_every=5", "train.warmup_steps=3", "train.tensorboard=false", "sample.n=64",
-        "sample.nfe=10", "eval.n=64", "eval.nll_n=16", "eval.rtol=1e-3", "eval.atol=1e-3"]
+TINY = [
+    "model.hidden=16",
+    "model.depth=2",
+    "data.n=400",
+    "train.batch_size=32",
+    "train.log_every=1",
+    "train.ckpt_every=5",
+    "train.warmup_steps=3",
+    "train.tensorboard=false",
+    "sample.n=64",
+    "sample.nfe=10",
+    "eval.n=64",
+    "eval.nll_n=16",
+    "eval.rtol=1e-3",
+    "eval.atol=1e-3",
+]
 
 
 def tiny_config(*extra, steps=10):
@@ -36,6 +49,11 @@ def cli_env(**extra):
 
 def cli(*args, env=None, timeout=300, **popen):
     """Run ``python -m holdsgm.cli.main ARGS`` to completion."""
-    return subprocess.run([sys.executable, "-m", "holdsgm.cli.main", *map(str, args)], env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout, **popen)
-
+    return subprocess.run(
+        [sys.executable, "-m", "holdsgm.cli.main", *map(str, args)],
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )

@@ -7,20 +7,30 @@ import argparse
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "likelihood", help="ODE negative log-likelihood (nats; bits/dim for images) of held-out data",
+        "likelihood",
+        help="ODE negative log-likelihood (nats; bits/dim for images) of held-out data",
         description="Negative log-likelihood of data under a trained run through the probability-flow ODE "
-                    "(Song et al. 2021), with the auxiliary-variable bound for CLD/HOLD. Continuous 2-D data: "
-                    "nats (and the true NLL of the same points when the density is known). Quantised data "
-                    "(digits, images): uniform dequantisation and bits/dim. Prints JSON with NFE and seconds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(Song et al. 2021), with the auxiliary-variable bound for CLD/HOLD. Continuous 2-D data: "
+        "nats (and the true NLL of the same points when the density is known). Quantised data "
+        "(digits, images): uniform dequantisation and bits/dim. Prints JSON with NFE and seconds.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("run", metavar="RUN", help="run folder (or one checkpoint folder)")
     p.add_argument("--n", type=int, default=None, help="items to evaluate (default: config eval.nll_n)")
-    p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
-                   help="exact trace (low dimension) or Hutchinson's estimator (default: config; hutchinson "
-                        "above 16 dimensions)")
+    p.add_argument(
+        "--divergence",
+        choices=("exact", "hutchinson"),
+        default=None,
+        help="exact trace (low dimension) or Hutchinson's estimator (default: config; hutchinson "
+        "above 16 dimensions)",
+    )
     p.add_argument("--split", choices=("test", "train", "all"), default="test", help="which data")
-    p.add_argument("--method", choices=("RK45", "RK23", "DOP853", "rk4"), default=None,
-                   help="ODE solver (default: config eval.method)")
+    p.add_argument(
+        "--method",
+        choices=("RK45", "RK23", "DOP853", "rk4"),
+        default=None,
+        help="ODE solver (default: config eval.method)",
+    )
     p.add_argument("--rtol", type=float, default=None, help="solver relative tolerance (default: config)")
     p.add_argument("--atol", type=float, default=None, help="solver absolute tolerance (default: config)")
     p.add_argument("--seed", type=int, default=0, help="seed of the auxiliaries, probes and dequantisation")
@@ -37,7 +47,7 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..train.checkpoint import load_run
     from ..train.evaluation import heldout, likelihood
-    from ..train.reporting import dumps, write_json
+    from ..train.reporting import check_writable_file, dumps, write_json
 
     for name in ("n", "batch_size"):
         v = getattr(args, name)
@@ -50,7 +60,7 @@ def run(args) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if args.out:
-        write_json(args.out, {"status": "running"})
+        check_writable_file(args.out)  # fail now, not after the work
     run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
     ec = run_.config.eval
     data = heldout(run_, args.split)
@@ -58,11 +68,26 @@ def run(args) -> int:
     divergence = args.divergence or ec.divergence
     if divergence == "exact" and int(np.prod(run_.dataset_info.data_shape)) > 16:
         divergence = "hutchinson"
-    res = likelihood(run_, data, n=n, divergence=divergence, method=args.method or ec.method,
-                     rtol=args.rtol or ec.rtol, atol=args.atol or ec.atol, seed=args.seed,
-                     batch_size=args.batch_size)
-    res = {"run": str(run_.path), "step": run_.step, "weights": run_.which, "dataset": run_.dataset_info.name,
-           "sde": run_.sde.name, "split": args.split, **res}
+    res = likelihood(
+        run_,
+        data,
+        n=n,
+        divergence=divergence,
+        method=args.method or ec.method,
+        rtol=args.rtol or ec.rtol,
+        atol=args.atol or ec.atol,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    res = {
+        "run": str(run_.path),
+        "step": run_.step,
+        "weights": run_.which,
+        "dataset": run_.dataset_info.name,
+        "sde": run_.sde.name,
+        "split": args.split,
+        **res,
+    }
     if args.out:
         write_json(args.out, res)
     print(dumps(res))

@@ -16,8 +16,7 @@ from ..errors import DataError, HoldsgmError
 from .batching import InfiniteBatchSampler
 from .dataset import MAX_POINTS, MAX_SEED, Dataset, check_choice, check_float, check_int, check_options
 from .digits import load_digits_dataset
-from .images import (DEFAULT_KEYS, DEFAULT_LABEL_KEYS, IMAGE_EXTENSIONS, dataset_from_arrays,
-                     load_image_folder, load_npz)
+from .images import DEFAULT_KEYS, DEFAULT_LABEL_KEYS, IMAGE_EXTENSIONS, dataset_from_arrays, load_image_folder, load_npz
 from .toy import TOY_DATASETS, has_density, load_mixture, sample_mixture, toy_mixture
 
 DEFAULT_N = 10_000

@@ -8,8 +8,8 @@ names to samplers; :func:`toy_mixture` returns the true density where one is kno
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor

@@ -42,7 +42,7 @@ import os
 import tempfile
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -276,7 +276,7 @@ def _train(variant: str, settings: dict, train, test) -> tuple[DigitCNN, dict]:
         "train_seconds": round(time.perf_counter() - t0, 3),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return net, meta
 

@@ -4,6 +4,7 @@ and evaluation)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -14,44 +15,99 @@ from .checkpoint import DatasetInfo
 from .config import Config, DataConfig
 
 
-def load_split(data: DataConfig, split: str = "train") -> Dataset:
-    """The ``train`` / ``test`` part (or ``all``) of the config's data set, split deterministically."""
+def load_split(data: DataConfig, split: str = "train"):
+    """The ``train`` / ``test`` part (or ``all``) of the config's data set, split deterministically: a
+    :class:`~holdsgm.data.Dataset`, or for ``data.name: speech`` a :class:`~holdsgm.audio.SpeechDataset`
+    (split by utterance id)."""
     if split not in ("train", "test", "all"):
         raise ConfigError(f"split must be train, test or all; got {split!r}")
-    ds = load_dataset(data.name, **data.options)
+    if data.is_speech:
+        from ..audio import load_speech
+
+        o = data.options
+        ds = load_speech(o["path"], o["sr"], recursive=o["recursive"], limit=o["limit"])
+    else:
+        ds = load_dataset(data.name, **data.options)
     if split == "all":
         return ds
     train, test = ds.split(data.test_fraction, data.split_seed)
     return train if split == "train" else test
 
 
-def dataset_info(config: Config, train: Dataset) -> DatasetInfo:
+def speech_info(config: Config, train=None) -> DatasetInfo:
+    """What a vocoder knows of its speech data: segment shape, features, sample variance, and
+    PriorGrad's ``energy_max`` (the largest frame energy of the training mels) when it is used.
+    ``train=None``: from the config alone (the features and shapes; no statistics, ``n_train = 0``)."""
+    import numpy as np
+
+    from ..audio import FMAX, FMIN, HOP, N_FFT, N_MELS, max_frame_energy
+
+    o = config.data.options
+    audio = {"sr": o["sr"], "hop": HOP, "n_fft": N_FFT, "n_mels": N_MELS, "fmin": FMIN, "fmax": FMAX,
+             "segment_frames": o["segment_frames"], "seconds": 0.0, "energy_max": None}
+    shape = (1, o["segment_frames"] * HOP)
+    if train is None:
+        return DatasetInfo(name=Path(o["path"]).name or o["path"], data_shape=shape, audio=audio)
+    var = float(np.concatenate([it.wave for it in train]).astype(np.float64).var())
+    audio.update(sr=train.sr, seconds=train.seconds)
+    if config.model.conditioning == "priorgrad":
+        audio["energy_max"] = max_frame_energy(train.mel(i) for i in range(len(train)))
+    return DatasetInfo(name=train.name, data_shape=shape, data_var=var if var > 0 else 1.0, n_train=len(train),
+                       audio=audio)
+
+
+def dataset_info(config: Config, train) -> DatasetInfo:
     """Shape, classes, quantisation and (per-coordinate) variance of the training data."""
+    if config.data.is_speech:
+        return speech_info(config, train)
     if config.data.conditional and not train.n_classes:
         raise ConfigError(f"config key data.conditional: data set {train.name!r} has no class labels")
     if train.x.dim() not in (2, 4):
-        raise ConfigError(f"data set {train.name!r} has items of shape {train.data_shape}; holdsgm trains on "
-                          f"vectors (N, d) or images (N, C, H, W)")
+        raise ConfigError(
+            f"data set {train.name!r} has items of shape {train.data_shape}; holdsgm trains on "
+            f"vectors (N, d) or images (N, C, H, W)"
+        )
     var = float(train.x.double().var()) if len(train) > 1 else 1.0
-    return DatasetInfo(name=train.name, data_shape=train.data_shape,
-                       n_classes=train.n_classes if config.data.conditional else 0, n_bins=train.n_bins,
-                       data_range=train.data_range, mixture=train.mixture, data_var=var if var > 0 else 1.0,
-                       n_train=len(train))
+    return DatasetInfo(
+        name=train.name,
+        data_shape=train.data_shape,
+        n_classes=train.n_classes if config.data.conditional else 0,
+        n_bins=train.n_bins,
+        data_range=train.data_range,
+        mixture=train.mixture,
+        data_var=var if var > 0 else 1.0,
+        n_train=len(train),
+    )
 
 
 def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
     """The network's constructor arguments: the config's plus sizes derived from the data and SDE order."""
     kw = dict(config.model.kwargs)
     shape = info.data_shape
+    if config.model.kind == "diffwave":
+        if not info.is_speech:
+            raise ConfigError(f"config key model.kind: DiffWave takes speech (data.name: speech), but "
+                              f"{info.name!r} has items of shape {shape}")
+        for k in ("n_mels", "hop"):  # fixed by the one log-mel feature function
+            if k in kw and kw[k] != info.audio[k]:
+                raise ConfigError(f"config key model.{k}: the speech features have {k} = {info.audio[k]}, "
+                                  f"got {kw[k]}; remove it")
+            kw[k] = info.audio[k]
+        kw.update(in_channels=order, out_channels=1)
+        return kw
     if config.model.kind == "mlp":
         if len(shape) != 1:
-            raise ConfigError(f"config key model.kind: the MLP takes vector data, but {info.name!r} has items "
-                              f"of shape {shape}; use model.kind=unet")
+            raise ConfigError(
+                f"config key model.kind: the MLP takes vector data, but {info.name!r} has items "
+                f"of shape {shape}; use model.kind=unet"
+            )
         kw.update(in_features=order * shape[0], out_features=shape[0])
     elif config.model.kind == "unet":
         if len(shape) != 3:
-            raise ConfigError(f"config key model.kind: the U-Net takes images (C, H, W), but {info.name!r} has "
-                              f"items of shape {shape}; use model.kind=mlp")
+            raise ConfigError(
+                f"config key model.kind: the U-Net takes images (C, H, W), but {info.name!r} has "
+                f"items of shape {shape}; use model.kind=mlp"
+            )
         c, h, w = shape
         kw.update(in_channels=order * c, out_channels=c, image_size=h if h == w else [h, w])
     kw["n_classes"] = info.n_classes
@@ -64,22 +120,40 @@ def build_network_for(config: Config, info: DatasetInfo, order: int) -> nn.Modul
     return build_network(config.model.kind, **network_kwargs(config, info, order))
 
 
+def conditioned_network(net: nn.Module, config: Config, info: DatasetInfo) -> nn.Module:
+    """``net`` as the EpsModel should call it: wrapped by :class:`~holdsgm.audio.PriorGradNet` for
+    ``model.conditioning: priorgrad`` (the SDE then runs on ``u / sigma``), else ``net`` itself."""
+    if config.model.conditioning != "priorgrad":
+        return net
+    from ..audio import PriorGradNet
+
+    if not (info.audio and info.audio.get("energy_max")):
+        raise ConfigError(f"model.conditioning is priorgrad but the data info of {info.name!r} has no "
+                          f"energy_max")
+    return PriorGradNet(net, info.audio["energy_max"], config.model.priorgrad_min_std, info.audio["hop"])
+
+
 @dataclass
 class Components:
     """Everything training needs, built from a config (on the CPU)."""
 
     sde: object
-    train: Dataset
+    train: Dataset  # or a SpeechDataset for speech
     info: DatasetInfo
     net: nn.Module
     data_var: float
 
 
-def build_components(config: Config, seed: int | None = None) -> Components:
-    """Load the training split, build the SDE and the network (initialised from ``seed``)."""
+def build_components(config: Config, seed: int | None = None, *, read_speech: bool = True) -> Components:
+    """Load the training split, build the SDE and the network (initialised from ``seed``).
+    ``read_speech=False`` (``--dry-run``): speech data is not read (``train`` is None and the info has
+    only the features and shapes), so a vocoder config can be checked before its corpus is built."""
     sde = config.sde.build()
-    train = load_split(config.data, "train")
-    info = dataset_info(config, train)
+    if config.data.is_speech and not read_speech:
+        train, info = None, speech_info(config)
+    else:
+        train = load_split(config.data, "train")
+        info = dataset_info(config, train)
     if seed is not None:
         torch.manual_seed(seed)
     net = build_network_for(config, info, sde.order)

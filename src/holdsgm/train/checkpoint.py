@@ -130,6 +130,8 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
         except CheckpointError:
             (path / MANIFEST).unlink()
     path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob(".*.tmp-*"):  # left by a writer that was killed mid-file
+        stale.unlink(missing_ok=True)
     meta = {"format": FORMAT, "step": str(step)}
     blobs = {
         WEIGHT_FILES["model"]: _tensors_bytes(model_state, meta),
@@ -140,9 +142,14 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
         atomic_write(path / name, data)
     faults.reached("ckpt:before-manifest")
     manifest = {
-        "format": FORMAT, "version": VERSION, "step": int(step), "time": time.time(),
-        "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                  for name, data in blobs.items()},
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "time": time.time(),
+        "files": {
+            name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in blobs.items()
+        },
     }
     atomic_write(path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     faults.reached("ckpt:done")
@@ -207,8 +214,10 @@ def _read_manifest(path: Path) -> dict:
     if not (isinstance(man, dict) and man.get("format") == FORMAT and isinstance(man.get("files"), dict)):
         raise CheckpointError(f"{mpath} is not a holdsgm checkpoint manifest")
     if man.get("version", 0) > VERSION:
-        raise CheckpointError(f"{mpath} has format version {man.get('version')}; this holdsgm reads up to "
-                              f"{VERSION} (upgrade holdsgm)")
+        raise CheckpointError(
+            f"{mpath} has format version {man.get('version')}; this holdsgm reads up to "
+            f"{VERSION} (upgrade holdsgm)"
+        )
     return man
 
 
@@ -238,7 +247,7 @@ def verify_checkpoint(path) -> dict:
 
 def find_checkpoint(run_dir, *, warn: bool = True) -> Path | None:
     """The newest checkpoint of a run that verifies; incomplete/corrupt ones are skipped with a warning."""
-    for step, p in reversed(list_checkpoints(run_dir)):
+    for _step, p in reversed(list_checkpoints(run_dir)):
         try:
             verify_checkpoint(p)
             return p
@@ -263,9 +272,10 @@ def read_weights(f: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{f} is empty")
     try:
         return load(data)
-    except Exception as e:  # safetensors raises its own SafetensorError / ValueError
-        raise CheckpointError(f"{f} is not a readable safetensors file ({' '.join(str(e).split())[:120]})") \
-            from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, ValueError, ...
+        raise CheckpointError(
+            f"{f} is not a readable safetensors file ({' '.join(str(e).split())[:120]})"
+        ) from None
 
 
 def read_state(f: Path) -> dict:
@@ -281,11 +291,13 @@ def read_state(f: Path) -> dict:
         raise CheckpointError(f"{f} is empty")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle means: not a safe holdsgm state
         msg = " ".join(str(e).split())
         if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(e).__name__:
-            raise CheckpointError(f"{f} contains pickled objects other than tensors and plain data; refusing "
-                                  f"to load it (loading could run arbitrary code)") from None
+            raise CheckpointError(
+                f"{f} contains pickled objects other than tensors and plain data; refusing "
+                f"to load it (loading could run arbitrary code)"
+            ) from None
         raise CheckpointError(f"{f} is corrupt or not a holdsgm state file ({msg[:120]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{f} is not a holdsgm checkpoint state")
@@ -342,7 +354,7 @@ def load_checkpoint(path, *, verify: bool = True) -> Checkpoint:
 
 
 def load_weights_into(net: nn.Module, weights: dict[str, torch.Tensor], source) -> None:
-    """``net.load_state_dict(weights)``, strictly; CheckpointError naming ``source`` on another architecture."""
+    """Strict ``net.load_state_dict(weights)``; CheckpointError naming ``source`` on another architecture."""
     own = net.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -355,8 +367,10 @@ def load_weights_into(net: nn.Module, weights: dict[str, torch.Tensor], source) 
             parts.append(f"{len(unexpected)} unexpected key(s) e.g. {unexpected[0]}")
         if shapes:
             k = shapes[0]
-            parts.append(f"shape mismatch for {k}: checkpoint {tuple(weights[k].shape)} vs network "
-                         f"{tuple(own[k].shape)}")
+            parts.append(
+                f"shape mismatch for {k}: checkpoint {tuple(weights[k].shape)} vs network "
+                f"{tuple(own[k].shape)}"
+            )
         raise CheckpointError(f"{source} holds weights of another architecture: {'; '.join(parts)}")
     net.load_state_dict(weights, strict=True)
 
@@ -376,26 +390,47 @@ class DatasetInfo:
     mixture: Any = None  # holdsgm.mixture.GaussianMixture or None
     data_var: float = 1.0
     n_train: int = 0
+    audio: dict | None = None
+    """Speech data only: the features the network was conditioned on (``sr``, ``hop``, ``n_fft``,
+    ``n_mels``, ``fmin``, ``fmax``), the training ``segment_frames``, the training audio's ``seconds``
+    and PriorGrad's ``energy_max`` (None without PriorGrad)."""
 
     @property
     def is_image(self) -> bool:
         return len(self.data_shape) == 3
 
+    @property
+    def is_speech(self) -> bool:
+        return self.audio is not None
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "data_shape": list(self.data_shape), "n_classes": self.n_classes,
-                "n_bins": self.n_bins, "data_range": None if self.data_range is None else list(self.data_range),
-                "mixture": None if self.mixture is None else self.mixture.to_dict(),
-                "data_var": self.data_var, "n_train": self.n_train}
+        return {
+            "name": self.name,
+            "data_shape": list(self.data_shape),
+            "n_classes": self.n_classes,
+            "n_bins": self.n_bins,
+            "data_range": None if self.data_range is None else list(self.data_range),
+            "mixture": None if self.mixture is None else self.mixture.to_dict(),
+            "data_var": self.data_var,
+            "n_train": self.n_train,
+            "audio": None if self.audio is None else dict(self.audio),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DatasetInfo":
+    def from_dict(cls, d: dict) -> DatasetInfo:
         from ..mixture import GaussianMixture
 
-        return cls(name=str(d["name"]), data_shape=tuple(int(s) for s in d["data_shape"]),
-                   n_classes=int(d.get("n_classes") or 0), n_bins=d.get("n_bins"),
-                   data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
-                   mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
-                   data_var=float(d.get("data_var", 1.0)), n_train=int(d.get("n_train", 0)))
+        return cls(
+            name=str(d["name"]),
+            data_shape=tuple(int(s) for s in d["data_shape"]),
+            n_classes=int(d.get("n_classes") or 0),
+            n_bins=d.get("n_bins"),
+            data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
+            mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
+            data_var=float(d.get("data_var", 1.0)),
+            n_train=int(d.get("n_train", 0)),
+            audio=None if d.get("audio") is None else dict(d["audio"]),
+        )
 
 
 @dataclass
@@ -440,13 +475,16 @@ def build_from_state(state: dict, source) -> tuple[nn.Module, Any, Any]:
         net = build_network(net_desc["kind"], **net_desc["config"])
         sde = sde_from_dict(state["sde"])
     except KeyError as e:
-        raise CheckpointError(f"{source} lacks {e.args[0]!r}; it is not a complete holdsgm checkpoint") from None
+        raise CheckpointError(
+            f"{source} lacks {e.args[0]!r}; it is not a complete holdsgm checkpoint"
+        ) from None
     except (HoldsgmError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source} describes an invalid model: {' '.join(str(e).split())}") from None
     want = config.sde.build().to_dict()
     if not sde_dicts_equal(want, sde.to_dict()):
-        raise CheckpointError(f"{source} was trained with SDE {sde.to_dict()} but its config specifies "
-                              f"{want}")
+        raise CheckpointError(
+            f"{source} was trained with SDE {sde.to_dict()} but its config specifies {want}"
+        )
     return net, sde, config
 
 
@@ -459,7 +497,9 @@ def load_run(run_dir, which: str = "ema", device="cpu") -> LoadedRun:
         device: where to put the network.
 
     Returns a :class:`LoadedRun` whose ``eps_model`` (an :class:`holdsgm.losses.EpsModel`) gives the
-    score for samplers and likelihoods. The network is in eval mode with gradients disabled.
+    score for samplers and likelihoods. The network is in eval mode with gradients disabled. For a
+    PriorGrad vocoder the score is that of the whitened state ``u / sigma``
+    (:class:`holdsgm.audio.PriorGradNet`; :func:`holdsgm.train.inference.vocode` handles it).
     """
     from ..losses import EpsModel
 
@@ -472,5 +512,10 @@ def load_run(run_dir, which: str = "ema", device="cpu") -> LoadedRun:
     net.to(device).eval().requires_grad_(False)
     info = DatasetInfo.from_dict(ck.state["dataset"])
     em = ck.state.get("eps_model", {})
-    eps_model = EpsModel(net, sde, mixed=bool(em.get("mixed", False)), data_var=float(em.get("data_var", 1.0)))
+    from .builders import conditioned_network
+
+    eps_model = EpsModel(
+        conditioned_network(net, config, info), sde, mixed=bool(em.get("mixed", False)),
+        data_var=float(em.get("data_var", 1.0))
+    )
     return LoadedRun(net, eps_model, sde, config, ck.step, info, ck.path, which)

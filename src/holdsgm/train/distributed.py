@@ -32,7 +32,7 @@ class DistInfo:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "DistInfo":
+    def from_env(cls) -> DistInfo:
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
             return cls()
         try:
@@ -49,8 +49,10 @@ def resolve_device(spec: str, dist_info: DistInfo) -> torch.device:
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("config key train.device: cuda was requested but CUDA is not available "
-                              "(use train.device=cpu or auto)")
+            raise ConfigError(
+                "config key train.device: cuda was requested but CUDA is not available "
+                "(use train.device=cpu or auto)"
+            )
         if dist_info.enabled and spec == "cuda":
             spec = f"cuda:{dist_info.local_rank}"
         dev = torch.device(spec)

@@ -30,7 +30,9 @@ class EMA:
         src = dict(model.named_parameters())
         self._dst = [p for _, p in self.model.named_parameters()]
         self._src = [src[n] for n, _ in self.model.named_parameters()]
-        self._bufs = list(zip([b for _, b in self.model.named_buffers()], [b for _, b in model.named_buffers()]))
+        self._bufs = list(
+            zip([b for _, b in self.model.named_buffers()], [b for _, b in model.named_buffers()])
+        )
 
     @torch.no_grad()
     def update(self, step: int) -> None:

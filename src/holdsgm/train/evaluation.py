@@ -7,7 +7,7 @@
   :mod:`holdsgm.eval.fd_digits` is available (digits only).
 * Likelihood: the probability-flow ODE (Song et al. 2021) with the auxiliary-variable bound for n >= 2
   (:func:`holdsgm.likelihood.ode_likelihood`): NLL in nats for continuous data, bits/dim after uniform
-  dequantisation for quantised data (offset log2((K - 1) / range), see :func:`holdsgm.likelihood.bits_per_dim`).
+  dequantisation for quantised data (offset log2((K - 1) / range); :func:`holdsgm.likelihood.bits_per_dim`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,18 @@ def sample_metrics(samples, reference, mixture=None) -> dict:
     return out
 
 
-def likelihood(run: LoadedRun, data: Dataset, *, n: int | None = None, divergence: str = "exact",
-               method: str = "RK45", rtol: float = 1e-5, atol: float = 1e-5, seed: int = 0,
-               batch_size: int = 500) -> dict:
+def likelihood(
+    run: LoadedRun,
+    data: Dataset,
+    *,
+    n: int | None = None,
+    divergence: str = "exact",
+    method: str = "RK45",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> dict:
     """Negative log-likelihood of (the first ``n`` items of) ``data`` under ``run`` via the PF-ODE.
 
     Quantised data (``n_bins`` set) are dequantised uniformly and reported in bits/dim too. For
@@ -65,25 +74,45 @@ def likelihood(run: LoadedRun, data: Dataset, *, n: int | None = None, divergenc
     nll, nfes = [], []
     t0 = time.perf_counter()
     for i0 in range(0, len(x), batch_size):
-        xb = x[i0:i0 + batch_size].to(device)
-        yb = None if y is None else y[i0:i0 + batch_size].to(device)
-        out = ode_likelihood(run.eps_model.with_condition(yb), run.sde, xb, divergence=divergence, method=method,
-                             rtol=rtol, atol=atol, noise=seed + i0)
+        xb = x[i0 : i0 + batch_size].to(device)
+        yb = None if y is None else y[i0 : i0 + batch_size].to(device)
+        out = ode_likelihood(
+            run.eps_model.with_condition(yb),
+            run.sde,
+            xb,
+            divergence=divergence,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            noise=seed + i0,
+        )
         nll.append(out.nll.cpu())
         nfes.append(out.nfe)
     seconds = time.perf_counter() - t0
     v = torch.cat(nll).double()
     dim = int(np.prod(info.data_shape))
-    res = {"n": len(v), "divergence": divergence, "method": method, "rtol": rtol, "atol": atol,
-           "nll": float(v.mean()), "nll_sem": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
-           "nll_per_dim": float(v.mean()) / dim, "nfe": int(round(float(np.mean(nfes)))), "seconds": seconds,
-           "conditional": y is not None}
+    res = {
+        "n": len(v),
+        "divergence": divergence,
+        "method": method,
+        "rtol": rtol,
+        "atol": atol,
+        "nll": float(v.mean()),
+        "nll_sem": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
+        "nll_per_dim": float(v.mean()) / dim,
+        "nfe": round(float(np.mean(nfes))),
+        "seconds": seconds,
+        "conditional": y is not None,
+    }
     if quantised:
         width = info.data_range[1] - info.data_range[0]
         bpd = bits_per_dim(v, dim, info.n_bins, width)
-        res.update(bits_per_dim=float(bpd.mean()), bits_per_dim_sem=float(bpd.std() / math.sqrt(len(v))),
-                   dequantization=f"uniform, {info.n_bins} levels over {width:g}; "
-                                  f"offset log2({info.n_bins - 1}/{width:g}) = {math.log2((info.n_bins - 1) / width):.4f} bits")
+        res.update(
+            bits_per_dim=float(bpd.mean()),
+            bits_per_dim_sem=float(bpd.std() / math.sqrt(len(v))),
+            dequantization=f"uniform, {info.n_bins} levels over {width:g}; "
+            f"offset log2({info.n_bins - 1}/{width:g}) = {math.log2((info.n_bins - 1) / width):.4f} bits",
+        )
     if info.mixture is not None:
         true = -info.mixture.log_prob(x.reshape(len(x), -1).double())
         res["true_nll"] = float(true.mean())  # -log p(x) of the same points under the true density
@@ -93,13 +122,13 @@ def likelihood(run: LoadedRun, data: Dataset, *, n: int | None = None, divergenc
 
 
 def _fd_module():
-    try:
-        from ..eval import fd_digits  # noqa: F401 - written by another engineer; optional
-    except ImportError:
-        return None
+    """:mod:`holdsgm.eval.fd_digits` if it is installed (it is optional here), else None."""
     import importlib
 
-    return importlib.import_module("holdsgm.eval.fd_digits")
+    try:
+        return importlib.import_module("holdsgm.eval.fd_digits")
+    except ImportError:
+        return None
 
 
 def image_metrics(run: LoadedRun, gen, reference: Dataset) -> tuple[dict, list[str]]:
@@ -120,7 +149,7 @@ def image_metrics(run: LoadedRun, gen, reference: Dataset) -> tuple[dict, list[s
         try:
             fl = floor(n=min(len(gen.x), 1617), repeats=3, reference=reference.x)
             out["fd_digits_floor"] = {"mean": fl["mean"], "std": fl["std"], "n": fl["n"]}
-        except Exception as e:  # the floor is a courtesy; never fail the evaluation for it
+        except Exception as e:  # noqa: BLE001 - the floor is a courtesy; never fail the evaluation for it
             notes.append(f"FD-digits floor skipped: {' '.join(str(e).split())[:100]}")
     if gen.labels is not None:
         if hasattr(fd, "class_accuracy"):
@@ -130,10 +159,20 @@ def image_metrics(run: LoadedRun, gen, reference: Dataset) -> tuple[dict, list[s
     return out, notes
 
 
-def evaluate_run(run: LoadedRun, *, n: int | None = None, sampler: str | None = None, nfe: int | None = None,
-                 grid: str | None = None, seed: int | None = None, nll_n: int | None = None,
-                 divergence: str | None = None, method: str | None = None, batch_size: int | None = None,
-                 progress: bool = False) -> dict:
+def evaluate_run(
+    run: LoadedRun,
+    *,
+    n: int | None = None,
+    sampler: str | None = None,
+    nfe: int | None = None,
+    grid: str | None = None,
+    seed: int | None = None,
+    nll_n: int | None = None,
+    divergence: str | None = None,
+    method: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Sample metrics and likelihood of a run on its held-out split; arguments default to the run's
     ``sample``/``eval`` config sections. Returns a JSON-ready dict."""
     ec, sc = run.config.eval, run.config.sample
@@ -149,12 +188,31 @@ def evaluate_run(run: LoadedRun, *, n: int | None = None, sampler: str | None = 
     test = heldout(run, "test")
     info = run.dataset_info
     labels = class_labels(run, n, "balanced") if info.n_classes else None
-    gen = generate(run, n, sampler=sampler, nfe=nfe, grid=grid, seed=seed, labels=labels, batch_size=batch_size,
-                   progress=progress)
+    gen = generate(
+        run,
+        n,
+        sampler=sampler,
+        nfe=nfe,
+        grid=grid,
+        seed=seed,
+        labels=labels,
+        batch_size=batch_size,
+        progress=progress,
+    )
     notes: list[str] = []
-    result = {"run": str(run.path), "step": run.step, "weights": run.which, "dataset": info.name,
-              "sde": run.sde.name, "sampler": sampler, "nfe": gen.nfe, "grid": grid, "n": n, "seed": seed,
-              "sample_seconds": gen.seconds}
+    result = {
+        "run": str(run.path),
+        "step": run.step,
+        "weights": run.which,
+        "dataset": info.name,
+        "sde": run.sde.name,
+        "sampler": sampler,
+        "nfe": gen.nfe,
+        "grid": grid,
+        "n": n,
+        "seed": seed,
+        "sample_seconds": gen.seconds,
+    }
     if info.is_image:
         metrics, notes = image_metrics(run, gen, test)
     else:
@@ -166,7 +224,15 @@ def evaluate_run(run: LoadedRun, *, n: int | None = None, sampler: str | None = 
         if divergence == "exact" and int(np.prod(info.data_shape)) > 16:
             divergence = "hutchinson"
             notes.append("exact divergence is impractical above 16 dimensions: used hutchinson")
-        result["likelihood"] = likelihood(run, test, n=min(nll_n, len(test)), divergence=divergence,
-                                          method=method, rtol=ec.rtol, atol=ec.atol, seed=seed)
+        result["likelihood"] = likelihood(
+            run,
+            test,
+            n=min(nll_n, len(test)),
+            divergence=divergence,
+            method=method,
+            rtol=ec.rtol,
+            atol=ec.atol,
+            seed=seed,
+        )
     result["notes"] = notes
     return result

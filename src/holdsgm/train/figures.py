@@ -75,12 +75,14 @@ def image_grid(x, data_range=(-1.0, 1.0), ncol: int | None = None) -> np.ndarray
     lo, hi = data_range if data_range is not None else (float(a.min()), float(a.max()))
     a = np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1)
     n, c, h, w = a.shape
-    ncol = ncol or int(math.ceil(math.sqrt(n)))
-    nrow = int(math.ceil(n / ncol))
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
     grid = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1, c), dtype=np.float32)
     for i in range(n):
         r, q = divmod(i, ncol)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = a[i].transpose(1, 2, 0)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = a[i].transpose(
+            1, 2, 0
+        )
     return grid[..., 0] if c == 1 else grid
 
 
@@ -111,7 +113,9 @@ def _trajectory_axes(axes, times, traj: np.ndarray, order: int, max_paths: int =
         ax.tick_params(labelsize=7)
 
 
-def trajectory_figure(times, traj, order: int, path, data_range=None, title: str = "phase-space trajectory") -> Path:
+def trajectory_figure(
+    times, traj, order: int, path, data_range=None, title: str = "phase-space trajectory"
+) -> Path:
     """Vector data: each component's first coordinate against time for a few samples. Images: rows are
     the components (x, v, a, ...), columns snapshots along the reverse-time trajectory of sample 0."""
     plt = _plt()
@@ -119,11 +123,11 @@ def trajectory_figure(times, traj, order: int, path, data_range=None, title: str
     if traj.ndim == 3:  # (steps, k, order*d)
         fig, axes = plt.subplots(1, order, figsize=(3.4 * order, 3.0), squeeze=False)
         _trajectory_axes(axes[0], times, traj, order)
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.04)
         return _save(fig, path)
     steps = traj.shape[0]
     cols = np.unique(np.linspace(0, steps - 1, min(8, steps)).round().astype(int))
-    comps = np.split(traj[:, 0], order, axis=0)  # each (steps, C, H, W)
+    comps = np.split(traj[:, 0], order, axis=1)  # each (steps, C, H, W)
     fig, axes = plt.subplots(order, len(cols), figsize=(1.3 * len(cols), 1.4 * order), squeeze=False)
     for k in range(order):
         lim = float(np.abs(comps[k]).max()) or 1.0
@@ -131,8 +135,13 @@ def trajectory_figure(times, traj, order: int, path, data_range=None, title: str
             img = comps[k][s]
             img = img[0] if img.shape[0] == 1 else np.clip((img.transpose(1, 2, 0) + lim) / (2 * lim), 0, 1)
             ax = axes[k, j]
-            ax.imshow(img, cmap="gray", vmin=-lim if img.ndim == 2 else None, vmax=lim if img.ndim == 2 else None,
-                      interpolation="nearest")
+            ax.imshow(
+                img,
+                cmap="gray",
+                vmin=-lim if img.ndim == 2 else None,
+                vmax=lim if img.ndim == 2 else None,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             if k == 0:

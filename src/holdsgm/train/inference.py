@@ -3,6 +3,7 @@ uses seed ``seed + i``, so a sample does not depend on the batch size or on the 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ class Generated:
 
 
 def class_labels(run: LoadedRun, n: int, label) -> Tensor | None:
-    """Labels for n samples: None (unconditional), an int class for all, or 'balanced' (0, 1, ..., K-1, 0, ...)."""
+    """Labels for n samples: None (unconditional), one class for all, or 'balanced' (0, 1, .., K-1, 0, ..)."""
     k = run.dataset_info.n_classes
     if label is None:
         return None
@@ -46,9 +47,20 @@ def class_labels(run: LoadedRun, n: int, label) -> Tensor | None:
 
 
 @torch.no_grad()
-def generate(run: LoadedRun, n: int, *, sampler: str = "sscs", nfe: int | None = 50, grid: str = "uniform",
-             seed: int = 0, labels: Tensor | None = None, batch_size: int = 2048, trajectory: int = 0,
-             progress: bool = False, **options) -> Generated:
+def generate(
+    run: LoadedRun,
+    n: int,
+    *,
+    sampler: str = "sscs",
+    nfe: int | None = 50,
+    grid: str = "uniform",
+    seed: int = 0,
+    labels: Tensor | None = None,
+    batch_size: int = 2048,
+    trajectory: int = 0,
+    progress: bool = False,
+    **options,
+) -> Generated:
     """Draw ``n`` samples from ``run`` (see :func:`holdsgm.samplers.sample` for sampler/nfe/grid).
 
     ``labels`` (n,) conditions a class-conditional model (None: the unconditional/null label).
@@ -81,15 +93,185 @@ def generate(run: LoadedRun, n: int, *, sampler: str = "sscs", nfe: int | None =
             traj_times.append(float(run.sde.T))
             traj_states.append(u_T.float().cpu())
 
-            def callback(i, t, u):  # noqa: E306 - closes over this batch's lists
+            def callback(i, t, u):
                 traj_times.append(float(t))
                 traj_states.append(u[:k].detach().float().cpu().clone())
-        out = sample(score_fn, run.sde, (i1 - i0, *shape), sampler=sampler, nfe=nfe, grid=grid, noise=seeds,
-                     progress=progress, callback=callback, device=device, **options)
+
+        out = sample(
+            score_fn,
+            run.sde,
+            (i1 - i0, *shape),
+            sampler=sampler,
+            nfe=nfe,
+            grid=grid,
+            noise=seeds,
+            progress=progress,
+            callback=callback,
+            device=device,
+            **options,
+        )
         xs.append(out.x.float().cpu())
         us.append(out.u.float().cpu())
         nfe_used = out.nfe
     seconds = time.perf_counter() - t0
     traj = torch.stack(traj_states) if traj_states else None
-    return Generated(torch.cat(xs), torch.cat(us), nfe_used, seconds, list(range(seed, seed + n)),
-                     None if labels is None else labels.cpu(), traj_times, traj)
+    return Generated(
+        torch.cat(xs),
+        torch.cat(us),
+        nfe_used,
+        seconds,
+        list(range(seed, seed + n)),
+        None if labels is None else labels.cpu(),
+        traj_times,
+        traj,
+    )
+
+
+# ---------------------------------------------------------------------- the vocoder (speech runs)
+def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int]:
+    """(ts, steps) of a vocoder pass with ``nfe`` score evaluations: ``steps = (nfe - 1) // e`` steps of
+    ``sampler`` (``e`` evaluations per step) on the first ``steps + 1`` times ``T = t_0 > ... > t_steps``
+    of the ``grid`` with ``steps + 1`` intervals, then one evaluation at ``t_steps`` whose data
+    prediction is the output. Dropping the grid's last point (``eps``) spends no evaluation where the
+    state is already clean: the last step's mean is the data prediction (for ``nfe = 1``: at ``T``)."""
+    from ..samplers import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    per_step = SAMPLERS[sampler].evals_per_step
+    if not per_step:
+        raise ConfigError(f"sampler {sampler!r} is adaptive; the vocoder needs a fixed-step sampler")
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ConfigError(f"nfe must be a positive integer, got {nfe!r}")
+    steps = (nfe - 1) // per_step
+    return _grid(sde, grid, steps + 1)[:-1].clone(), steps
+
+
+@functools.lru_cache(maxsize=32)
+def _grid(sde, grid: str, steps: int) -> Tensor:
+    """:func:`~holdsgm.samplers.grids.sde_time_grid`, cached per SDE object (the kernel grids solve for their
+    times by bisection, ~0.3 s for HOLD: too slow to repeat at every stage-two step)."""
+    from ..samplers.grids import sde_time_grid
+
+    return sde_time_grid(sde, grid, steps)
+
+
+def clipped_score(score_fn, sde, bound: Tensor):
+    """``score_fn`` with its data prediction clipped to ``[-bound, bound]`` (DDPM's ``clip_denoised``; Ho
+    et al. 2020): with ``eps_n = a_t^T u - kappa_t x0`` (:mod:`holdsgm.sde.posterior`), the score
+    ``s = -ell_t (a_t^T u - kappa_t xhat)`` is returned with ``xhat`` replaced by ``clamp(xhat, -bound, bound)``.
+    Unchanged where the prediction lies inside; at high noise (``kappa_T ~ 0.01``) it stops a small error
+    of the network from becoming a 100x larger error of the few-step sampler's first data prediction.
+    ``bound`` broadcasts against the data component (a number, or per sample / per position)."""
+    from ..sde.posterior import reference_kernel
+
+    def score(u: Tensor, t: Tensor) -> Tensor:
+        s = score_fn(u, t)
+        tt = sde._batch_time(t, u)
+        ell, a, kappa, _ = reference_kernel(sde, tt[:1] if bool((tt == tt[0]).all()) else tt)
+        comps = torch.stack(sde.components(u), dim=1)
+        au = (a.to(u.dtype).reshape(-1, sde.order, *([1] * (comps.dim() - 2))) * comps).sum(1)
+        ell, kappa = sde._per_sample(ell, s), sde._per_sample(kappa, s)
+        xhat = (au + s / ell) / kappa
+        return -ell * (au - kappa * torch.clamp(xhat, -bound, bound))
+
+    return score
+
+
+def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: str = "exp1", grid: str = "edm",
+                   noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0) -> Tensor:
+    """Waveforms (B, 1, frames * hop) for log-mels ``mel`` (B, n_mels, frames) with at most ``nfe``
+    score evaluations (see :func:`vocoder_times`): u_T from the prior, the sampler's steps without
+    gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
+    of the last evaluation, with gradients when ``grad`` (stage two's loss; Lay et al. 2023). For a
+    PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
+    ``u / sigma`` and the output is multiplied back by ``sigma``. ``noise``: as in
+    :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
+    the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
+    waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
+    its gradient everywhere; :func:`vocode` clips the finished wave)."""
+    from ..audio import PriorGradNet
+    from ..samplers import SAMPLERS
+    from ..samplers.noise import as_noise
+    from ..sde.posterior import posterior_mean
+
+    net = eps_model.net
+    if mel.dim() != 3:
+        raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
+    ts, steps = vocoder_times(sde, nfe, sampler, grid)
+    noise = as_noise(noise)
+    b = mel.shape[0]
+    u = sde.prior_sample((b, 1, mel.shape[-1] * hop), noise=noise, dtype=mel.dtype, device=mel.device)
+    score_fn = eps_model.with_condition(mel)
+    sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
+    if steps:
+        step_score = score_fn
+        if clip is not None:
+            step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
+        with torch.no_grad():
+            u = SAMPLERS[sampler].fn(step_score, sde, u, ts, noise=noise, denoise=False, progress=progress).u
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
+        x = posterior_mean(sde, u, t, score_fn(u, t))
+    return x if sigma is None else x * sigma
+
+
+def vocoder_defaults(run: LoadedRun) -> dict:
+    """``{nfe, sampler, grid}`` a run vocodes with by default: stage two's (the K it was fine-tuned for)
+    when it is a stage-two run, else its ``sample`` section's."""
+    c = run.config
+    src = c.stage2 if c.stage2.enabled else c.sample
+    return {"nfe": src.nfe, "sampler": src.sampler, "grid": src.grid}
+
+
+@dataclass
+class Vocoded:
+    """A waveform made by :func:`vocode` and how."""
+
+    wave: Tensor
+    """(frames * hop,) float32 on the CPU."""
+    sr: int
+    nfe: int
+    """Score evaluations used (at most the NFE asked for; see :func:`vocoder_times`)."""
+    sampler: str
+    grid: str
+    seed: int
+    seconds: float
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute seconds / audio seconds."""
+        return self.seconds * self.sr / max(1, self.wave.numel())
+
+
+@torch.no_grad()
+def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None = None, grid: str | None = None,
+           seed: int = 0, progress: bool = False) -> Vocoded:
+    """Vocode one log-mel (n_mels, frames) (:func:`holdsgm.audio.log_mel` of the run's features) with a
+    trained speech run (:func:`vocoder_sample`, the wave clipped to [-1, 1]); ``nfe``/``sampler``/``grid``
+    default to :func:`vocoder_defaults`. The noise comes from a per-sample generator seeded with ``seed``."""
+    from ..samplers import PerSampleNoise
+
+    info = run.dataset_info
+    if not info.is_speech:
+        raise ConfigError(f"{run.path} is not a vocoder (it was trained on {info.name!r}, not speech)")
+    mel = torch.as_tensor(mel, dtype=torch.float32)
+    if mel.dim() == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    n_mels = info.audio["n_mels"]
+    if mel.dim() != 2 or mel.shape[0] != n_mels or mel.shape[1] < 1:
+        raise ConfigError(f"the mel must have shape ({n_mels}, frames), got {tuple(mel.shape)}")
+    if not bool(torch.isfinite(mel).all()):
+        raise ConfigError("the mel contains NaN or inf")
+    d = vocoder_defaults(run)
+    nfe, sampler, grid = nfe or d["nfe"], sampler or d["sampler"], grid or d["grid"]
+    from ..samplers import SAMPLERS
+
+    _, steps = vocoder_times(run.sde, nfe, sampler, grid)
+    used = steps * SAMPLERS[sampler].evals_per_step + 1
+    t0 = time.perf_counter()
+    x = vocoder_sample(run.eps_model, run.sde, mel[None].to(run.device), nfe=nfe, sampler=sampler, grid=grid,
+                       noise=PerSampleNoise([seed]), progress=progress, hop=info.audio["hop"])
+    seconds = time.perf_counter() - t0
+    wave = x[0, 0].float().cpu().clamp(-1.0, 1.0)
+    return Vocoded(wave, int(info.audio["sr"]), used, sampler, grid, seed, seconds)

@@ -63,6 +63,18 @@ def make_out_dir(path) -> Path:
     return path
 
 
+def check_writable_file(path) -> Path:
+    """Fail early (OSError naming ``path``) if ``path`` cannot be written; creates its parent folders."""
+    path = Path(path)
+    try:
+        make_out_dir(path.parent)
+    except OSError as e:
+        raise OSError(f"cannot write {path}: {str(e).rsplit(': ', 1)[-1]}") from None
+    if path.is_dir():
+        raise OSError(f"cannot write {path}: it is a folder")
+    return path
+
+
 def setup_logging(quiet: bool = False) -> None:
     """Route holdsgm's log messages to stderr as plain lines (INFO, or WARNING when quiet)."""
     logger = logging.getLogger("holdsgm")

@@ -34,12 +34,27 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, ConfigError, NumericsError
 from ..losses import EpsModel, hsm_loss, sample_times
 from . import faults
-from .builders import build_components
-from .checkpoint import (FORMAT, find_checkpoint, load_checkpoint, load_weights_into, prune_checkpoints,
-                         save_checkpoint, sde_dicts_equal)
+from .builders import build_components, conditioned_network
+from .checkpoint import (
+    FORMAT,
+    find_checkpoint,
+    load_checkpoint,
+    load_weights_into,
+    prune_checkpoints,
+    save_checkpoint,
+    sde_dicts_equal,
+)
 from .config import Config, save_config
-from .distributed import (DistInfo, all_gather_object, all_reduce_max, all_reduce_mean, broadcast_object,
-                          init_distributed, resolve_device, shutdown_distributed)
+from .distributed import (
+    DistInfo,
+    all_gather_object,
+    all_reduce_max,
+    all_reduce_mean,
+    broadcast_object,
+    init_distributed,
+    resolve_device,
+    shutdown_distributed,
+)
 from .ema import EMA
 
 log = logging.getLogger("holdsgm.train")
@@ -104,18 +119,18 @@ class StatsWriter:
             self._truncate(resume_step)
         elif self.path.exists():
             self.path.unlink()
-        self.file = open(self.path, "a", encoding="utf-8")
+        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the whole run
         self.tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
-            except Exception as e:  # pragma: no cover - tensorboard missing or broken
+            except Exception as e:  # noqa: BLE001 # pragma: no cover - tensorboard missing or broken
                 log.warning("TensorBoard logging disabled: %s", e)
 
     def _truncate(self, step: int) -> None:
-        """Drop records after ``step`` (and a torn last line) so a resumed run's log reads as uninterrupted."""
+        """Drop records after ``step`` (and a torn last line): a resumed run's log reads as uninterrupted."""
         if not self.path.exists():
             return
         keep = []
@@ -177,8 +192,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.verbose = verbose and self.dist.is_main
         if tc.batch_size % self.dist.world_size:
-            raise ConfigError(f"config key train.batch_size: the global batch {tc.batch_size} must be divisible "
-                              f"by the number of ranks {self.dist.world_size}")
+            raise ConfigError(
+                f"config key train.batch_size: the global batch {tc.batch_size} must be divisible "
+                f"by the number of ranks {self.dist.world_size}"
+            )
         self.local_batch = tc.batch_size // self.dist.world_size
 
         if self.dist.is_main:
@@ -191,13 +208,17 @@ class Trainer:
         self.net = comp.net.to(self.device)
         self._params = [p for p in self.net.parameters() if p.requires_grad]
         self.n_params = sum(p.numel() for p in self.net.parameters())
-        self.train_x = comp.train.x.to(self.device)
-        self.train_y = comp.train.y.to(self.device) if (comp.train.y is not None and comp.info.n_classes) else None
+        self.speech = comp.train if comp.info.is_speech else None  # a SpeechDataset: segments per step
+        self.train_x = self.train_y = None
+        if self.speech is None:
+            self.train_x = comp.train.x.to(self.device)
+            self.train_y = (
+                comp.train.y.to(self.device) if (comp.train.y is not None and comp.info.n_classes) else None
+            )
         self.state_shape = self.sde.state_shape((1, *self.info.data_shape))[1:]
 
         self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                           weight_decay=tc.weight_decay)
+        self.optimizer = _adamw(self._params, tc)
         amp_on = tc.amp != "none" and self.device.type == "cuda"
         if tc.amp != "none" and not amp_on:
             log.info("train.amp=%s has no effect on %s; training in float32", tc.amp, self.device.type)
@@ -208,14 +229,24 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.train_net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.train_net = DDP(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         fwd = _Autocast(self.train_net, self.amp_dtype) if self.amp_dtype is not None else self.train_net
+        fwd = conditioned_network(fwd, config, self.info)  # PriorGrad: the SDE runs on u / sigma
+        self.priorgrad = fwd if config.model.conditioning == "priorgrad" else None
         self.eps_model = EpsModel(fwd, self.sde, mixed=config.model.mixed_score, data_var=self.data_var)
+        self.stage2_origin: dict | None = None  # stage two: where its initial weights came from
 
         from ..data import InfiniteBatchSampler
 
-        self.sampler = InfiniteBatchSampler(len(comp.train), self.local_batch, seed=tc.seed, rank=self.dist.rank,
-                                            world_size=self.dist.world_size)
+        self.sampler = InfiniteBatchSampler(
+            len(comp.train),
+            self.local_batch,
+            seed=tc.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
         self.generator = torch.Generator().manual_seed(_derive_seed(tc.seed, 1))
         torch.manual_seed(_derive_seed(tc.seed, 2, self.dist.rank))  # dropout etc., per rank
 
@@ -254,28 +285,37 @@ class Trainer:
             "dataset": self.info.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": {"torch_cpu": rng_cpu_all, "torch_cuda": rng_cuda_all,
-                    "generator": self.generator.get_state()},
+            "rng": {
+                "torch_cpu": rng_cpu_all,
+                "torch_cuda": rng_cuda_all,
+                "generator": self.generator.get_state(),
+            },
             "sampler": self.sampler.state_dict() | {"step": self.step},
             "log": dict(self._acc),
             "elapsed": self.elapsed,
+            "stage2_origin": self.stage2_origin,
             "world_size": self.dist.world_size,
             "versions": {"holdsgm": str(__version__), "torch": str(torch.__version__)},
         }
 
     def _all_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.net.parameters()) and \
-            all(bool(torch.isfinite(p).all()) for p in self.ema.model.parameters())
+        return all(bool(torch.isfinite(p).all()) for p in self.net.parameters()) and all(
+            bool(torch.isfinite(p).all()) for p in self.ema.model.parameters()
+        )
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step (rank 0 writes; all ranks must call it)."""
         state = self._state()  # collective under DDP
         if not self._all_finite():  # never write a poisoned checkpoint (the ranks' weights are identical)
-            raise NumericsError(f"non-finite weights at step {self.step}; not writing a checkpoint "
-                                f"(last good checkpoint: {self.last_checkpoint or 'none'})")
+            raise NumericsError(
+                f"non-finite weights at step {self.step}; not writing a checkpoint "
+                f"(last good checkpoint: {self.last_checkpoint or 'none'})"
+            )
         path = None
         if self.dist.is_main:
-            path = save_checkpoint(self.run_dir, self.step, self.net.state_dict(), self.ema.state_dict(), state)
+            path = save_checkpoint(
+                self.run_dir, self.step, self.net.state_dict(), self.ema.state_dict(), state
+            )
             prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
             self.last_checkpoint = path
         if self.dist.enabled:
@@ -290,24 +330,37 @@ class Trainer:
             found = broadcast_object(str(found) if found else None)
             found = Path(found) if found else None
         if found is None:
-            self.stats = StatsWriter(self.run_dir, None, self.config.train.tensorboard) if self.dist.is_main else None
+            if self.config.stage2.enabled:
+                self._init_from_stage_one()
+            self.stats = (
+                StatsWriter(self.run_dir, None, self.config.train.tensorboard) if self.dist.is_main else None
+            )
             return
         ck = load_checkpoint(found)
         st = ck.state
         src = ck.path / "state.pt"
         if not sde_dicts_equal(st.get("sde", {}), self.sde.to_dict()):
-            raise CheckpointError(f"{src} was trained with another SDE ({st.get('sde')}) than the config "
-                                  f"({self.sde.to_dict()}); use a new --out folder")
+            raise CheckpointError(
+                f"{src} was trained with another SDE ({st.get('sde')}) than the config "
+                f"({self.sde.to_dict()}); use a new --out folder"
+            )
         desc = st.get("network", {})
         if desc.get("kind") != self.net.kind:
-            raise CheckpointError(f"{src} holds a {desc.get('kind')!r} network but the config builds "
-                                  f"{self.net.kind!r}; use a new --out folder")
+            raise CheckpointError(
+                f"{src} holds a {desc.get('kind')!r} network but the config builds "
+                f"{self.net.kind!r}; use a new --out folder"
+            )
         load_weights_into(self.net, ck.model, ck.path / "model.safetensors")
         load_weights_into(self.ema.model, ck.ema, ck.path / "ema.safetensors")
         old = st.get("dataset", {})
-        if tuple(old.get("data_shape", ())) != tuple(self.info.data_shape) or old.get("name") != self.info.name:
-            raise CheckpointError(f"{src} was trained on data {old.get('name')!r} {tuple(old.get('data_shape', ()))}"
-                                  f", the config loads {self.info.name!r} {self.info.data_shape}")
+        if (
+            tuple(old.get("data_shape", ())) != tuple(self.info.data_shape)
+            or old.get("name") != self.info.name
+        ):
+            raise CheckpointError(
+                f"{src} was trained on data {old.get('name')!r} {tuple(old.get('data_shape', ()))}"
+                f", the config loads {self.info.name!r} {self.info.data_shape}"
+            )
         try:
             self.optimizer.load_state_dict(st["optimizer"])
             if self.scaler is not None and st.get("scaler"):
@@ -320,22 +373,99 @@ class Trainer:
                 if cuda_state is not None and self.device.type == "cuda":
                     torch.cuda.set_rng_state(cuda_state, self.device)
             else:
-                log.warning("resuming with %d rank(s) instead of %d: dropout randomness is re-seeded",
-                            self.dist.world_size, st.get("world_size", 1))
+                log.warning(
+                    "resuming with %d rank(s) instead of %d: dropout randomness is re-seeded",
+                    self.dist.world_size,
+                    st.get("world_size", 1),
+                )
                 torch.manual_seed(_derive_seed(self.config.train.seed, 3, self.dist.rank, ck.step))
             self.sampler.load_state_dict({"seed": st["sampler"]["seed"], "step": ck.step})
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{src} has an incompatible training state: {' '.join(str(e).split())}") from None
+            raise CheckpointError(
+                f"{src} has an incompatible training state: {' '.join(str(e).split())}"
+            ) from None
         self.step = ck.step
         self.elapsed = float(st.get("elapsed", 0.0))
+        self.stage2_origin = st.get("stage2_origin")
         self._acc = dict(st.get("log", self._acc))
         self.last_checkpoint = ck.path
         self.resumed_from = ck.step
-        self.stats = StatsWriter(self.run_dir, ck.step, self.config.train.tensorboard) if self.dist.is_main else None
+        self.stats = (
+            StatsWriter(self.run_dir, ck.step, self.config.train.tensorboard) if self.dist.is_main else None
+        )
         if self.verbose:
             log.info("resuming %s from step %d (%s)", self.run_dir, ck.step, ck.path.name)
 
+    def _init_from_stage_one(self) -> None:
+        """Stage two starts from the weights of the trained run ``stage2.init`` (same SDE, network and
+        conditioning); the EMA starts there too. Only at a fresh start: a resumed run has its own."""
+        s2 = self.config.stage2
+        try:
+            ck = load_checkpoint(s2.init)
+        except CheckpointError as e:
+            raise CheckpointError(f"stage2.init: {e}") from None
+        st = ck.state
+        src = ck.path / "state.pt"
+        if not sde_dicts_equal(st.get("sde", {}), self.sde.to_dict()):
+            raise CheckpointError(
+                f"stage2.init: {src} was trained with another SDE ({st.get('sde')}) than the config "
+                f"({self.sde.to_dict()}); use the stage-one run's sde settings"
+            )
+        desc = st.get("network", {})
+        if desc.get("kind") != self.net.kind or dict(desc.get("config", {})) != dict(self.net.config):
+            raise CheckpointError(
+                f"stage2.init: {src} holds a {desc.get('kind')!r} network {desc.get('config')}, the config "
+                f"builds {self.net.kind!r} {self.net.config}; use the stage-one run's model settings"
+            )
+        old = (st.get("config") or {}).get("model", {}).get("conditioning", "plain")
+        if old != self.config.model.conditioning:
+            raise CheckpointError(
+                f"stage2.init: {src} was trained with model.conditioning={old!r}, the config has "
+                f"{self.config.model.conditioning!r}"
+            )
+        weights = ck.ema if s2.which == "ema" else ck.model
+        load_weights_into(self.net, weights, ck.path)
+        load_weights_into(self.ema.model, weights, ck.path)
+        self.stage2_origin = {
+            "init": str(ck.path.resolve()),
+            "init_step": int(ck.step),
+            "init_seconds": float(st.get("elapsed", 0.0)),
+            "init_which": s2.which,
+        }
+        if self.verbose:
+            log.info("stage two: starting from %s (step %d, %s weights)", ck.path, ck.step, s2.which)
+
     # ------------------------------------------------------------------ one step
+    def _speech_batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """This rank's part of step ``step``'s global batch of (wave, log-mel) training segments: a pure
+        function of (seed, step), like the batch sampler's indices."""
+        from ..audio import random_segments
+
+        tc = self.config.train
+        wave, mel = random_segments(self.speech, tc.batch_size, self.info.audio["segment_frames"],
+                                    seed=_derive_seed(tc.seed, 5, step))
+        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+        return wave[lo:hi].to(self.device), mel[lo:hi].to(self.device)
+
+    def _stage2_loss(self, x0: Tensor, y: Tensor) -> Tensor:
+        """Stage two's predictive loss of the few-step vocoder's output (see :class:`Stage2Config`)."""
+        from ..audio import l2_loss, mrstft_loss
+        from ..samplers import PerSampleNoise
+        from .inference import vocoder_sample
+
+        s2 = self.config.stage2
+        seeds = torch.randint(0, 2**62, (self.config.train.batch_size,), generator=self.generator)
+        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+        x = vocoder_sample(self.eps_model, self.sde, y, hop=self.info.audio["hop"], nfe=s2.nfe,
+                           sampler=s2.sampler, grid=s2.grid, noise=PerSampleNoise(seeds[lo:hi].tolist()),
+                           grad=True)
+        loss = x0.new_zeros(())
+        if s2.l2_weight:
+            loss = loss + s2.l2_weight * l2_loss(x, x0)
+        if s2.mrstft_weight:
+            loss = loss + s2.mrstft_weight * mrstft_loss(x, x0)
+        return loss
+
     def _draw(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """Times, state noise (and label-dropout mask) of this rank's part of the global batch."""
         tc = self.config.train
@@ -346,28 +476,39 @@ class Trainer:
         drop = torch.rand(n, generator=g) < tc.label_dropout if tc.label_dropout > 0 else None
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         dev = self.device
-        return (t[lo:hi].to(dev), eps[lo:hi].to(dev, non_blocking=True),
-                None if drop is None else drop[lo:hi].to(dev))
+        return (
+            t[lo:hi].to(dev),
+            eps[lo:hi].to(dev, non_blocking=True),
+            None if drop is None else drop[lo:hi].to(dev),
+        )
 
     def train_step(self) -> tuple[float, float]:
         """One optimiser update; returns (loss, gradient norm before clipping)."""
         tc = self.config.train
         step = self.step
-        idx = self.sampler.batch_at(step).to(self.device)
-        x0 = self.train_x[idx]
+        if self.speech is not None:
+            x0, y = self._speech_batch(step)  # y: the log-mel condition
+        else:
+            idx = self.sampler.batch_at(step).to(self.device)
+            x0, y = self.train_x[idx], None
         if self._nan_step is not None and step == self._nan_step:
             x0 = torch.full_like(x0, float("nan"))
-        y = None
-        t, eps, drop = self._draw()
-        if self.train_y is not None:
-            y = self.train_y[idx]
-            if drop is not None:
-                y = torch.where(drop, torch.full_like(y, self.info.n_classes), y)
         lr = lr_at(step, tc.lr, tc.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting, y=y).mean()
+        if self.config.stage2.enabled:
+            loss = self._stage2_loss(x0, y)
+        else:
+            t, eps, drop = self._draw()
+            if self.train_y is not None:
+                y = self.train_y[idx]
+                if drop is not None:
+                    y = torch.where(drop, torch.full_like(y, self.info.n_classes), y)
+            if self.priorgrad is not None:
+                x0 = x0 / self.priorgrad.std(y)  # the SDE runs on u / sigma
+            loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting,
+                            y=y).mean()
         self.optimizer.zero_grad(set_to_none=True)
         params = self._params
         if self.scaler is not None:
@@ -381,8 +522,10 @@ class Trainer:
         if not math.isfinite(loss_v) or (not math.isfinite(gnorm_v) and self.scaler is None):
             what = "loss" if not math.isfinite(loss_v) else "gradient norm"
             value = loss_v if what == "loss" else gnorm_v
-            raise NumericsError(f"non-finite {what} ({value}) at step {step + 1}; training stopped without "
-                                f"writing a checkpoint; last good checkpoint: {self.last_checkpoint or 'none'}")
+            raise NumericsError(
+                f"non-finite {what} ({value}) at step {step + 1}; training stopped without "
+                f"writing a checkpoint; last good checkpoint: {self.last_checkpoint or 'none'}"
+            )
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, gnorm)
         if self.scaler is not None:
@@ -419,9 +562,14 @@ class Trainer:
         vals = [acc["loss"] / max(acc["count"], 1), acc["grad_norm"] / max(acc["count"], 1)]
         if self.dist.enabled:
             vals = all_reduce_mean(vals, self.device)
-        rec = {"step": self.step, "loss": vals[0], "lr": lr, "grad_norm": vals[1],
-               "it/s": interval_steps / interval_seconds if interval_seconds > 0 else float("nan"),
-               "seconds": round(self.elapsed, 3)}
+        rec = {
+            "step": self.step,
+            "loss": vals[0],
+            "lr": lr,
+            "grad_norm": vals[1],
+            "it/s": interval_steps / interval_seconds if interval_seconds > 0 else float("nan"),
+            "seconds": round(self.elapsed, 3),
+        }
         self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
         if self.stats is not None:
             self.stats.write(rec)
@@ -437,8 +585,14 @@ class Trainer:
         if self.verbose and self.step < tc.steps and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=tc.steps, initial=self.step, unit="step", dynamic_ncols=True, leave=True,
-                       desc=self.run_dir.name)
+            bar = tqdm(
+                total=tc.steps,
+                initial=self.step,
+                unit="step",
+                dynamic_ncols=True,
+                leave=True,
+                desc=self.run_dir.name,
+            )
         with self._signals():
             t_mark, s_mark = time.perf_counter(), self.step
             try:
@@ -461,14 +615,18 @@ class Trainer:
                         stop = all_reduce_max(float(stop), self.device) > 0
                     if self.step % tc.log_every == 0 or self.step == tc.steps:
                         now = time.perf_counter()
-                        rec = self._log(lr_at(self.step - 1, tc.lr, tc.warmup_steps), self.step - s_mark,
-                                        now - t_mark)
+                        rec = self._log(
+                            lr_at(self.step - 1, tc.lr, tc.warmup_steps), self.step - s_mark, now - t_mark
+                        )
                         t_mark, s_mark = now, self.step
                         if bar is not None:
                             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
                         elif self.verbose:
-                            print(f"step {self.step}/{tc.steps}  loss {rec['loss']:.4f}  lr {rec['lr']:.3g}  "
-                                  f"grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s", file=sys.stderr)
+                            print(
+                                f"step {self.step}/{tc.steps}  loss {rec['loss']:.4f}  lr {rec['lr']:.3g}  "
+                                f"grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s",
+                                file=sys.stderr,
+                            )
                     if stop or self.step % tc.ckpt_every == 0 or self.step == tc.steps:
                         self.save()
                     if stop:
@@ -482,8 +640,18 @@ class Trainer:
         seconds = time.perf_counter() - session_start
         if self.verbose and start_step == self.step and self.step >= tc.steps:
             log.info("%s is already trained to step %d", self.run_dir, self.step)
-        return TrainResult(self.run_dir, self.step, tc.steps, self.last_checkpoint, seconds, self.elapsed,
-                           self.resumed_from, self._stop, last_loss, self.n_params)
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            tc.steps,
+            self.last_checkpoint,
+            seconds,
+            self.elapsed,
+            self.resumed_from,
+            self._stop,
+            last_loss,
+            self.n_params,
+        )
 
     def close(self) -> None:
         """Release the model and optimizer, then leave the process group (the gloo teardown fix)."""
@@ -493,6 +661,16 @@ class Trainer:
         if getattr(self, "stats", None) is not None:
             self.stats.close()
         shutdown_distributed(getattr(self, "_owns_group", False))
+
+
+def _adamw(params, tc) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter 2019); the fused kernel where torch has one (3-4x faster than the
+    foreach version for small CPU models, and deterministic)."""
+    kw = {"lr": tc.lr, "betas": tuple(tc.betas), "weight_decay": tc.weight_decay}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, **kw)
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
