@@ -3,8 +3,8 @@
 For each SDE: train (or resume) a run, then
 * NLL of held-out points through the probability-flow ODE (exact divergence) vs their true NLL and the data's
   entropy (8 Gaussians has a closed-form density);
-* W2, per-mode W2 and mode-weight TV vs NFE for the samplers em / sscs / heun / pc, for the trained network
-  and,
+* W2, per-mode W2 and mode-weight TV vs NFE for the samplers em / sscs / heun / pc / exp2m and each SDE's
+  tuned few-step sampler (SPECS), for the trained network and,
   as a reference that isolates discretisation error, the exact mixture score ("oracle");
 * seconds per training step and per sample.
 
@@ -35,7 +35,18 @@ from holdsgm.train.evaluation import heldout, likelihood, sample_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SDES = ("vp", "cld", "hold")
-SAMPLERS = ("em", "sscs", "heun", "pc")
+SAMPLERS = ("em", "sscs", "heun", "pc", "exp2m", "tuned")
+#: the sampler specs behind the names above, per SDE: "tuned" is each SDE's best few-step sampler on the
+#: oracle benchmark (benchmarks/README.md, issue #7); "exp2m" the second-order exponential integrator
+SPECS = {
+    "exp2m": dict.fromkeys(SDES, "exp2m:grid=quadratic"),
+    "tuned": {"vp": "exp2m:form=eps,grid=quadratic", "cld": "unipc3:ref_var=0.01,grid=quadratic,eps=0.1",
+              "hold": "unipc3:ref_var=0.01,grid=quadratic,eps=0.1"},
+}
+
+
+def sampler_spec(sampler: str, sde: str) -> str:
+    return SPECS[sampler][sde] if sampler in SPECS else sampler
 
 
 def _metrics(score_fn, sde, test, mixture, n, sampler, nfe, seed=0) -> dict:
@@ -119,9 +130,11 @@ def main(argv=None) -> int:
         for sampler in samplers:
             for nfe in nfes:
                 key = f"{sampler}@{nfe}"
-                row["samplers"][key] = {"model": _metrics(score, run.sde, test, mixture, n, sampler, nfe)}
+                spec = sampler_spec(sampler, name)
+                row["samplers"][key] = {"spec": spec,
+                                        "model": _metrics(score, run.sde, test, mixture, n, spec, nfe)}
                 if oracle is not None:
-                    row["samplers"][key]["oracle"] = _metrics(oracle, run.sde, test, mixture, n, sampler, nfe)
+                    row["samplers"][key]["oracle"] = _metrics(oracle, run.sde, test, mixture, n, spec, nfe)
                 print(f"[{name}] {key}: {row['samplers'][key]['model']}", file=sys.stderr)
         results["sdes"][name] = row
     if mixture is not None:
@@ -164,6 +177,7 @@ def _print_tables(results, samplers, nfes) -> None:
             f"{results['floor']['w2']:.3f}, per-mode W2 {results['floor']['mode_w2']:.3f}"
         )
     print("\n### per-mode W2 (W2) vs NFE, trained model [oracle score]\n")
+    print("tuned: " + ", ".join(f"{k} `{v}`" for k, v in SPECS["tuned"].items()) + "\n")
     print("| SDE | sampler | " + " | ".join(f"NFE {k}" for k in nfes) + " |")
     print("|---|---|" + "---|" * len(nfes))
     for name, r in results["sdes"].items():

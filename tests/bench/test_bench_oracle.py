@@ -51,3 +51,16 @@ def test_bench_oracle_refuses_non_positive_definite_mixture(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"weights": [1], "means": [[0, 0]], "covs": [[[1, 2], [2, 1]]]}))
     code = main(["bench", "oracle", "--out", str(tmp_path / "o"), "--mixture", str(tmp_path / "bad.json")])
     assert code == 2 and "positive-definite" in capsys.readouterr().err
+
+
+def test_sampler_specs_on_the_command_line():
+    from holdsgm.cli.bench import _specs
+
+    assert _specs("em,sscs,unipc3:ref_var=0.01,grid=quadratic,eps=0.1,exp2m:form=eps,heun") == [
+        "em", "sscs", "unipc3:ref_var=0.01,grid=quadratic,eps=0.1", "exp2m:form=eps", "heun"]
+
+
+def test_unknown_sampler_option_is_refused(tmp_path, capsys):
+    code = main(["bench", "oracle", "--out", str(tmp_path / "b"), "--quick", "--samplers", "unipc3:ref_vr=0.1"])
+    assert code != 0
+    assert "ref_vr" in capsys.readouterr().err

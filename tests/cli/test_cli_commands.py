@@ -264,7 +264,13 @@ def test_demo_quick(tmp_path, capsys):
     assert "per-mode W2" in stdout and "NLL" in stdout
 
 
-def test_demo_builtin_config_matches_preset():
-    from holdsgm.cli.demo import DEMO_CONFIG
+def test_presets_ship_with_the_package_and_configs_links_to_them():
+    from importlib.resources import files
 
-    assert Config.from_dict(DEMO_CONFIG) == load_config(CONFIGS / "demo.yaml")
+    from holdsgm.cli.demo import demo_config
+    from holdsgm.train.config import configs_dir
+
+    assert (files("holdsgm") / "configs" / "demo.yaml").is_file()
+    assert configs_dir().resolve() == CONFIGS.resolve()
+    assert demo_config() == load_config(CONFIGS / "demo.yaml")
+    assert demo_config(overrides=["train.steps=7"]).train.steps == 7

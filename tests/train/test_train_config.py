@@ -76,6 +76,12 @@ def test_yaml_12_floats():
     assert parse_value("[1, 2]") == [1, 2]
 
 
+def test_sampler_specs_with_options_are_accepted():
+    cfg = load_config("toy-hold", ["sample.sampler=unipc3:ref_var=0.01,grid=quadratic,eps=0.1", "sample.nfe=10"])
+    assert cfg.sample.sampler == "unipc3:ref_var=0.01,grid=quadratic,eps=0.1"
+    assert Config.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
 @pytest.mark.parametrize(
     "overrides, needles",
     [
@@ -99,6 +105,11 @@ def test_yaml_12_floats():
         (["sample.nfe=0"], ["sample.nfe"]),
         (["sample.nfe=1", "sample.sampler=heun"], ["sample.nfe", "too small"]),
         (["sample.grid=cosine"], ["sample.grid"]),
+        (["sample.sampler=unipc3:ref_vra=0.01"], ["sample.sampler", "ref_vra", "ref_var"]),
+        (["sample.sampler=unipc3:grid=cosine"], ["sample.sampler", "cosine", "logsnr"]),
+        (["sample.sampler=exp2s:eps=-1"], ["sample.sampler", "eps", "positive"]),
+        (["sample.sampler=exp3s", "sample.nfe=3"], ["sample.nfe", "too small"]),
+        (["sample.sampler=3"], ["sample.sampler"]),
         (["eval.divergence=magic"], ["eval.divergence"]),
         (["sde.name=foo"], ["sde.name", "hold", "cld", "vp"]),
         (["sde.Tx=3"], ["sde.Tx", "T"]),

@@ -26,10 +26,11 @@ import torch
 from ..eval.metrics import metric_floor, mixture_metrics, wasserstein2
 from ..likelihood import ode_likelihood
 from ..mixture import GaussianMixture
-from ..samplers import SAMPLERS, BatchNoise, evals_per_step, parse_sampler, sample
+from ..samplers import SAMPLERS, BatchNoise, check_sampler, evals_per_step, parse_sampler, sample
 from ..sde import MixtureOracle, make_sde
 
-FULL = dict(sdes=["vp", "cld", "hold"], samplers=["em", "pc", "heun", "sscs", "lie-trotter", "ode"],
+FULL = dict(sdes=["vp", "cld", "hold"], samplers=["em", "pc", "heun", "sscs", "lie-trotter", "ode", "exp1", "exp2m",
+                                                   "exp3m", "exp2s", "unipc3", "exp-sde"],
             nfes=[5, 10, 20, 50, 100, 200, 500, 1000], n=4000, seeds=3, n_points=256)
 QUICK = dict(sdes=["vp", "cld", "hold"], samplers=["em", "heun", "sscs"], nfes=[10, 30, 100], n=1000, seeds=1,
              n_points=32)
@@ -62,7 +63,7 @@ class OracleBenchSettings:
                 raise ValueError(f"unknown SDE {name!r} in --sdes; choose from {sorted(PRESETS)}")
         for spec in self.samplers:
             try:
-                parse_sampler(spec)
+                check_sampler(spec)
             except ValueError as e:
                 raise ValueError(f"--samplers: {e}") from None
         for k in self.nfes:
@@ -74,7 +75,7 @@ class OracleBenchSettings:
 
 def _feasible(sampler: str, nfe: int) -> bool:
     name, opts = parse_sampler(sampler)
-    opts = {k: v for k, v in opts.items() if k not in ("grid", "eps")}
+    opts = {k: v for k, v in opts.items() if k not in ("grid", "eps", "rho")}
     return SAMPLERS[name].evals_per_step == 0 or nfe >= evals_per_step(name, **opts) + 1
 
 

@@ -17,6 +17,21 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _specs(text: str) -> list[str]:
+    """Comma-separated sampler specs, where a spec's own options are comma-separated too:
+    ``em,sscs,unipc3:ref_var=0.01,grid=quadratic`` -> [em, sscs, unipc3:ref_var=0.01,grid=quadratic]
+    (an item ``key=value`` without ``:`` continues the previous spec)."""
+    specs: list[str] = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks that need no training", description=__doc__)
     bsub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
@@ -30,7 +45,8 @@ def register(sub) -> None:
     o.add_argument("--points", type=Path, help="a .npy array (P, d) of points at which to report -log p(x)")
     o.add_argument("--quick", action="store_true", help="vp, cld, hold x em, heun, sscs at 3 NFE values, 1000 samples")
     o.add_argument("--sdes", type=_names, help="comma-separated SDE presets (default vp,cld,hold)")
-    o.add_argument("--samplers", type=_names, help="comma-separated samplers")
+    o.add_argument("--samplers", type=_specs, help="comma-separated sampler specs, e.g. "
+                   "'em,heun,unipc3:ref_var=0.01,grid=quadratic,eps=0.1' (a spec's options continue it)")
     o.add_argument("--nfe", type=_ints, dest="nfes", help="comma-separated NFE budgets")
     o.add_argument("--n", type=int, help="samples per run")
     o.add_argument("--seeds", type=int, help="independent runs per setting (mean +- sd)")

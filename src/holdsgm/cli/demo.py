@@ -11,27 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 
-#: what ``holdsgm demo`` trains when ``configs/demo.yaml`` is not available (an installed wheel);
-#: a test checks that it equals configs/demo.yaml
-DEMO_CONFIG = {
-    "sde": {"name": "hold"},
-    "data": {"name": "8gaussians", "n": 20000, "seed": 0, "test_fraction": 0.1},
-    "model": {"kind": "mlp", "hidden": 128, "depth": 3, "time_embedding": "fourier", "fourier_scale": 4.0},
-    "train": {
-        "steps": 5000,
-        "batch_size": 512,
-        "lr": 2.0e-3,
-        "warmup_steps": 100,
-        "grad_clip": 1.0,
-        "ema_decay": 0.999,
-        "seed": 0,
-        "log_every": 100,
-        "ckpt_every": 1000,
-    },
-    "sample": {"sampler": "sscs", "nfe": 50, "n": 2000},
-    "eval": {"n": 2000, "nll_n": 250, "divergence": "exact", "rtol": 1e-4, "atol": 1e-4},
-}
-
 QUICK = {"train.steps": 300, "sample.n": 500, "eval.nll_n": 50}
 
 
@@ -69,15 +48,10 @@ def register(subparsers) -> None:
 
 
 def demo_config(path=None, overrides=()):
-    """configs/demo.yaml (or ``path``), else :data:`DEMO_CONFIG`, with overrides applied."""
-    from ..train.config import Config, apply_overrides, configs_dir, load_config
+    """The ``demo`` preset (``configs/demo.yaml``, shipped with the package) or ``path``, with overrides."""
+    from ..train.config import configs_dir, load_config
 
-    if path is not None:
-        return load_config(path, overrides)
-    preset = configs_dir() / "demo.yaml"
-    if preset.exists():
-        return load_config(preset, overrides)
-    return Config.from_dict(apply_overrides(DEMO_CONFIG, overrides))
+    return load_config(configs_dir() / "demo.yaml" if path is None else path, overrides)
 
 
 def run(args) -> int:

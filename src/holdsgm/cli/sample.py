@@ -11,9 +11,10 @@ def add_sampling_args(p, *, n_default_help: str = "config sample.n") -> None:
     p.add_argument("--n", type=int, default=None, help=f"number of samples (default: {n_default_help})")
     p.add_argument(
         "--sampler",
-        choices=sorted(SAMPLERS),
         default=None,
-        help="sampler (default: the run's config sample.sampler)",
+        metavar="SPEC",
+        help=f"sampler name or spec 'name:key=value,...' (e.g. 'unipc3:ref_var=0.01,grid=quadratic,eps=0.1'); "
+        f"names: {', '.join(sorted(SAMPLERS))} (default: the run's config sample.sampler)",
     )
     p.add_argument("--nfe", type=int, default=None, help="score evaluations per sample (default: config)")
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: config)")
@@ -33,14 +34,22 @@ def add_sampling_args(p, *, n_default_help: str = "config sample.n") -> None:
 def check_sampling_args(args) -> None:
     """Fail fast (before loading anything) on values the samplers would refuse."""
     from ..errors import ConfigError
-    from ..samplers import SAMPLERS, steps_for_nfe
+    from ..samplers import SAMPLERS, check_sampler
 
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be a positive integer, got {args.n}")
+    if args.sampler is not None:
+        try:
+            check_sampler(args.sampler)
+        except ValueError as e:
+            raise ConfigError(f"--sampler: {e}") from None
     if args.nfe is not None:
         sampler = args.sampler or "em"
-        if SAMPLERS[sampler].evals_per_step:
-            steps_for_nfe(sampler, args.nfe)
+        if SAMPLERS[check_sampler(sampler)[0]].evals_per_step:
+            try:
+                check_sampler(sampler, args.nfe)
+            except ValueError as e:
+                raise ConfigError(f"--nfe: {e}") from None
         elif args.nfe < 1:
             raise ConfigError(f"--nfe must be a positive integer, got {args.nfe}")
     if args.seed is not None and args.seed < 0:

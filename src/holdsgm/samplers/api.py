@@ -115,6 +115,36 @@ def evals_per_step(sampler: str, **options) -> int:
     return spec.evals_per_step
 
 
+_FIXED_ARGS = {"score_fn", "sde", "u", "ts", "noise", "denoise", "progress", "callback"}
+
+
+def check_sampler(spec: str, nfe: int | None = None) -> tuple[str, dict]:
+    """Validate a sampler spec (``"name"`` or ``"name:key=value,..."``, see :func:`parse_sampler`) and, if
+    given, an NFE budget for it, without sampling: ValueError naming the unknown sampler, option, grid or
+    the NFE that is too small. Returns ``parse_sampler(spec)``."""
+    import inspect
+
+    from .grids import GRIDS
+
+    name, options = parse_sampler(spec)
+    opts = dict(options)
+    grid, eps = opts.pop("grid", None), opts.pop("eps", None)
+    rho = opts.pop("rho", None)
+    if grid is not None and grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r} in sampler {spec!r}; choose one of {list(GRIDS)}")
+    for key, value in (("eps", eps), ("rho", rho)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+            raise ValueError(f"option {key} of sampler {spec!r} must be a positive number, got {value!r}")
+    allowed = set(inspect.signature(SAMPLERS[name].fn).parameters) - _FIXED_ARGS
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise ValueError(f"sampler {name!r} has no option {unknown[0]!r}; its options: "
+                         f"{sorted(allowed | {'grid', 'eps', 'rho'})}")
+    if nfe is not None and SAMPLERS[name].evals_per_step:
+        steps_for_nfe(name, nfe, **opts)
+    return name, options
+
+
 def _spec(sampler: str) -> SamplerSpec:
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")

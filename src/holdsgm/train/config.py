@@ -464,15 +464,20 @@ class SampleConfig:
     batch_size: int = 2048
 
     def validate(self) -> SampleConfig:
-        from ..samplers import GRIDS, SAMPLERS, steps_for_nfe
+        from ..samplers import GRIDS, check_sampler
 
-        self.sampler = _str("sample.sampler", self.sampler, sorted(SAMPLERS))
+        if not isinstance(self.sampler, str):
+            raise ConfigError(f"config key sample.sampler: expected a sampler name or spec "
+                              f"('name' or 'name:key=value,...'), got {self.sampler!r}")
+        try:
+            check_sampler(self.sampler)
+        except ValueError as e:
+            raise ConfigError(f"config key sample.sampler: {e}") from None
         self.nfe = _int("sample.nfe", self.nfe, 1)
-        if SAMPLERS[self.sampler].evals_per_step:
-            try:
-                steps_for_nfe(self.sampler, self.nfe)
-            except ValueError as e:
-                raise ConfigError(f"config key sample.nfe: {e}") from None
+        try:
+            check_sampler(self.sampler, self.nfe)
+        except ValueError as e:
+            raise ConfigError(f"config key sample.nfe: {e}") from None
         self.grid = _str("sample.grid", self.grid, GRIDS)
         self.n = _int("sample.n", self.n, 1, 10_000_000)
         self.seed = _int("sample.seed", self.seed, 0, MAX_SEED)
@@ -614,9 +619,10 @@ class Config:
         # the model section's valid keys depend on its kind: validate kind first
         for name in SECTIONS:
             getattr(self, name).validate()
-        from ..samplers import SAMPLERS
+        from ..samplers import SAMPLERS, parse_sampler
 
-        for key, sampler in (("sample.sampler", self.sample.sampler), ("stage2.sampler", self.stage2.sampler)):
+        for key, spec in (("sample.sampler", self.sample.sampler), ("stage2.sampler", self.stage2.sampler)):
+            sampler = parse_sampler(spec)[0]
             if SAMPLERS[sampler].needs_stationary and not getattr(self.sde.build(), "has_stationary_law", False):
                 raise ConfigError(
                     f"config key {key}: {sampler!r} needs an SDE with a stationary "
@@ -658,11 +664,12 @@ class Config:
 
 
 def configs_dir() -> Path:
-    """The repository's ``configs/`` folder (``$HOLDSGM_CONFIGS`` overrides)."""
+    """The presets folder shipped with the package, ``holdsgm/configs/`` (``configs/`` in the repository
+    links to it; ``$HOLDSGM_CONFIGS`` overrides)."""
     env = os.environ.get("HOLDSGM_CONFIGS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "configs"
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
 def preset_names() -> list[str]:
