@@ -27,6 +27,9 @@ from holdsgm.train import train as train_run
 from holdsgm.train.evaluation import _fd_module, heldout, likelihood
 from holdsgm.train.inference import generate
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_quality import sampler_spec  # noqa: E402  (the per-SDE sampler specs shared by the benchmarks)
+
 REPO = Path(__file__).resolve().parents[1]
 SDES = ("vp", "cld", "hold")
 
@@ -38,14 +41,19 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default=str(REPO / "runs" / "bench-digits"))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--no-fd", action="store_true", help="skip FD-digits")
+    p.add_argument("--n", type=int, default=None, help="samples per setting (default 1000, 200 with --quick)")
+    p.add_argument("--nfes", default=None, help="comma-separated NFE values (default 20,50,100,200)")
+    p.add_argument("--samplers", default=None,
+                   help="comma-separated sampler names of benchmarks/toy_quality.py's SPECS or plain samplers "
+                        "(default em,sscs)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = args.steps or (150 if args.quick else None)
-    n = 200 if args.quick else 1000
+    n = args.n or (200 if args.quick else 1000)
     nll_n = 40 if args.quick else 180
-    nfes = (50,) if args.quick else (20, 50, 100, 200)
-    samplers = ("sscs",) if args.quick else ("em", "sscs")
+    nfes = tuple(int(v) for v in args.nfes.split(",")) if args.nfes else (50,) if args.quick else (20, 50, 100, 200)
+    samplers = tuple(args.samplers.split(",")) if args.samplers else ("sscs",) if args.quick else ("em", "sscs")
     fd = None if args.no_fd else _fd_module()
     tag = "digits" + ("-quick" if args.quick else "")
     results = {
@@ -80,12 +88,13 @@ def main(argv=None) -> int:
         for sampler in samplers:
             for nfe in nfes:
                 key = f"{sampler}@{nfe}"
+                spec = sampler_spec(sampler, name)
                 try:
-                    gen = generate(run, n, sampler=sampler, nfe=nfe, batch_size=n)
+                    gen = generate(run, n, sampler=spec, nfe=nfe, batch_size=n)
                 except NumericsError as e:
                     row["samplers"][key] = {"diverged": str(e)}
                     continue
-                cell = {"nfe": gen.nfe, "seconds_per_sample": gen.seconds / n}
+                cell = {"spec": spec, "nfe": gen.nfe, "seconds_per_sample": gen.seconds / n}
                 if fd is not None:
                     cell["fd_digits"] = float(fd.fd_digits(gen.x, test.x))
                 row["samplers"][key] = cell
