@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import SDES, tiny_model
+from guidance_helpers import SDES, tiny_model
 
 from holdsgm.errors import ConfigError
 from holdsgm.guidance import (

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_model
+from guidance_helpers import tiny_model
 
 from holdsgm.errors import ConfigError
 from holdsgm.guidance import SkipTuned, parse_skip_scale, skip_scale_kwargs
