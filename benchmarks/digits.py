@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from holdsgm.errors import NumericsError
+from holdsgm.plotting import pyplot, save_figure
 from holdsgm.train import load_config, load_run
 from holdsgm.train import train as train_run
 from holdsgm.train.evaluation import _fd_module, heldout, likelihood
@@ -147,11 +148,7 @@ def _print_tables(results, samplers, nfes) -> None:
 
 
 def _plot(results, samplers, nfes, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     names = list(results["sdes"])
     axes[0].bar(
@@ -179,7 +176,7 @@ def _plot(results, samplers, nfes, path) -> None:
     ax.set_title("FD-digits vs NFE" if results["fd_available"] else "FD-digits unavailable")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, tight=False)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import torch
 
 from holdsgm.errors import NumericsError
 from holdsgm.guidance import edit_figure, edit_grid, guided_generate, parse_guide
+from holdsgm.plotting import pyplot, save_figure
 from holdsgm.train import load_config, load_run
 from holdsgm.train import train as train_run
 from holdsgm.train.evaluation import heldout
@@ -335,11 +336,7 @@ def markdown(results: dict) -> str:
 
 
 def plots(results: dict, figs_prefix: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = []
     p, sd = results["params"], results["sdes"]
     fl = results.get("fd_floor")
@@ -360,8 +357,7 @@ def plots(results: dict, figs_prefix: Path) -> list[str]:
         axes[0, -1].legend(fontsize=7)
         fig.tight_layout()
         path = Path(f"{figs_prefix}-nfe.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, tight=False)
         out.append(str(path))
     if any("cfg" in r for r in sd.values()):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -380,8 +376,7 @@ def plots(results: dict, figs_prefix: Path) -> list[str]:
         fig.suptitle(f"classifier-free guidance ({p['guide_sampler']} @ {p['guide_nfe']} NFE)", fontsize=10)
         fig.tight_layout()
         path = Path(f"{figs_prefix}-cfg.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, tight=False)
         out.append(str(path))
     return out
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from holdsgm.losses import EpsModel, hsm_loss
+from holdsgm.plotting import pyplot, save_figure
 from holdsgm.samplers import sample
 from holdsgm.train import load_config
 from holdsgm.train.trainer import Trainer, _adamw
@@ -215,11 +216,7 @@ def main(argv=None) -> int:
 
 
 def _plot(train_rows, samp_rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     ax = axes[0]
     names = [r["model"] for r in train_rows]
@@ -241,7 +238,7 @@ def _plot(train_rows, samp_rows, path):
     ax.set_title("sampling vs NFE x bare forward (orange: batch noise, green: per-sample)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, tight=False)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 
 from holdsgm.errors import NumericsError
 from holdsgm.eval.metrics import metric_floor
+from holdsgm.plotting import pyplot, save_figure
 from holdsgm.samplers import sample
 from holdsgm.sde import MixtureOracle
 from holdsgm.train import load_config, load_run
@@ -197,11 +198,7 @@ def _print_tables(results, samplers, nfes) -> None:
 
 
 def _plot(results, samplers, nfes, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(samplers), figsize=(3.6 * len(samplers), 3.4), sharey=True)
     for ax, s in zip(axes, samplers):
         for i, (name, r) in enumerate(results["sdes"].items()):
@@ -224,7 +221,7 @@ def _plot(results, samplers, nfes, path) -> None:
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{results['data']}: VP vs CLD vs HOLD (same network, steps, seed)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, tight=False)
 
 
 if __name__ == "__main__":

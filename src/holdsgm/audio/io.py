@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..plotting import pyplot, save_figure
 from ._deps import require
 from .dataset import _read_wav
 from .features import SR, as_wave_tensor
@@ -39,11 +40,7 @@ def write_wav(path, wave, sr: int = SR) -> Path:
 def spectrogram_figure(path, mels: dict, sr: int = SR, hop: int = 256, title: str = "") -> Path:
     """A PNG with one log-mel panel per entry of ``mels`` ({label: (n_mels, frames)}, e.g. reference and
     vocoder output), on a shared colour scale, time in seconds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     arrays = {k: as_wave_tensor(m).detach().to("cpu", torch.float32).numpy() for k, m in mels.items()}
     lo = min(float(np.quantile(a, 0.02)) for a in arrays.values())
     hi = max(float(a.max()) for a in arrays.values())
@@ -58,8 +55,4 @@ def spectrogram_figure(path, mels: dict, sr: int = SR, hop: int = 256, title: st
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="log-mel", shrink=0.9)
     if title:
         fig.suptitle(title, fontsize=10)
-    p = Path(os.fspath(path))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return save_figure(fig, os.fspath(path), tight=False)

@@ -26,6 +26,7 @@ import torch
 from ..eval.metrics import metric_floor, mixture_metrics, wasserstein2
 from ..likelihood import ode_likelihood
 from ..mixture import GaussianMixture
+from ..plotting import pyplot, save_figure
 from ..samplers import SAMPLERS, BatchNoise, check_sampler, evals_per_step, parse_sampler, sample
 from ..sde import MixtureOracle, make_sde
 
@@ -174,11 +175,7 @@ def _finite(obj):
 
 
 def plot_oracle(doc: dict, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     styles = {"vp": ":", "subvp": "-.", "ve": (0, (1, 3)), "cld": "--", "cld-sgm": "--", "hold": "-"}
     names = sorted({r["sampler"] for r in doc["rows"]})
@@ -206,8 +203,7 @@ def plot_oracle(doc: dict, path) -> None:
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle("Oracle benchmark: exact score, discretisation error only")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, tight=False)
 
 
 def nfe_to_match(doc: dict, reference=("vp", "em", 1000), metric: str = "mode_w2") -> dict:

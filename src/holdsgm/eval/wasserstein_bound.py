@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..plotting import pyplot, save_figure
 
 UNITS = ("J: dimensionless (J/2 is a KL bound in nats); sqrt_J: sqrt of that; w2, prior_offset: data units")
 
@@ -260,11 +261,7 @@ def evaluate_checkpoints(run_dir, *, n: int = 2000, sampler: str | None = None, 
 def over_training_figure(results, path, title: str = "") -> Path:
     """Plot W2 and sqrt(J) against the training step (top) and W2 against sqrt(J) (bottom), one column per
     run. ``results`` is one :func:`evaluate_checkpoints` result or a list of them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if isinstance(results, dict):
         results = [results]
     cols = len(results)
@@ -301,8 +298,4 @@ def over_training_figure(results, path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..plotting import pyplot, save_figure
 from .cfg import ClassifierFreeGuidance
 from .semantic import GuidanceDirection, SemanticGuidance
 from .skip_tuning import SkipTuned, parse_skip_scale
@@ -106,11 +107,7 @@ def edit_grid(run, directions: Sequence[GuidanceDirection], *, k: int = 8, label
 def edit_figure(grid: Tensor, titles: Sequence[str], path, data_range=(-1.0, 1.0), title: str = "",
                 row_labels: Sequence[str] | None = None) -> Path:
     """Save a (rows, cols, C, H, W) image grid with column titles (one seed per row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     g = grid.detach().float().cpu().numpy()
     rows, cols = g.shape[:2]
     lo, hi = data_range
@@ -130,8 +127,4 @@ def edit_figure(grid: Tensor, titles: Sequence[str], path, data_range=(-1.0, 1.0
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)

@@ -8,20 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..plotting import pyplot, save_figure
+
 COMPONENT_NAMES = ("x", "v", "a")
 
 
 def component_name(k: int) -> str:
     return COMPONENT_NAMES[k] if k < len(COMPONENT_NAMES) else f"u{k + 1}"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _np(x) -> np.ndarray:
@@ -46,17 +39,9 @@ def _scatter(ax, pts: np.ndarray, title: str, lims, color: str) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return path
-
-
 def scatter_figure(samples, path, reference=None, title: str = "samples") -> Path:
     """2-D scatter of samples, next to the reference data when given."""
-    plt = _plt()
+    plt = pyplot()
     s = _np(samples).reshape(len(samples), -1)[:, :2]
     panels = [(s, title, "C1")]
     if reference is not None:
@@ -66,7 +51,7 @@ def scatter_figure(samples, path, reference=None, title: str = "samples") -> Pat
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, (pts, name, c) in zip(axes[0], panels):
         _scatter(ax, pts, f"{name} (n={len(pts)})", lims, c)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(x, data_range=(-1.0, 1.0), ncol: int | None = None) -> np.ndarray:
@@ -87,13 +72,13 @@ def image_grid(x, data_range=(-1.0, 1.0), ncol: int | None = None) -> np.ndarray
 
 
 def image_grid_figure(x, path, data_range=(-1.0, 1.0), title: str = "samples", max_images: int = 100) -> Path:
-    plt = _plt()
+    plt = pyplot()
     g = image_grid(x[:max_images], data_range)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(g, cmap="gray" if g.ndim == 2 else None, interpolation="nearest", vmin=0, vmax=1)
     ax.set_title(title, fontsize=10)
     ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _trajectory_axes(axes, times, traj: np.ndarray, order: int, max_paths: int = 24) -> None:
@@ -101,7 +86,7 @@ def _trajectory_axes(axes, times, traj: np.ndarray, order: int, max_paths: int =
     comps = np.split(traj.reshape(traj.shape[0], traj.shape[1], -1), order, axis=2)
     final = comps[0][-1, :, :2] if comps[0].shape[2] >= 2 else None
     angle = np.arctan2(final[:, 1], final[:, 0]) if final is not None else np.zeros(traj.shape[1])
-    colors = _plt().cm.hsv((angle + np.pi) / (2 * np.pi))
+    colors = pyplot().cm.hsv((angle + np.pi) / (2 * np.pi))
     t = np.asarray(times)
     for k, ax in enumerate(axes):
         c = comps[k][:, :, 0]
@@ -118,13 +103,13 @@ def trajectory_figure(
 ) -> Path:
     """Vector data: each component's first coordinate against time for a few samples. Images: rows are
     the components (x, v, a, ...), columns snapshots along the reverse-time trajectory of sample 0."""
-    plt = _plt()
+    plt = pyplot()
     traj = _np(traj)
     if traj.ndim == 3:  # (steps, k, order*d)
         fig, axes = plt.subplots(1, order, figsize=(3.4 * order, 3.0), squeeze=False)
         _trajectory_axes(axes[0], times, traj, order)
         fig.suptitle(title, fontsize=10, y=1.04)
-        return _save(fig, path)
+        return save_figure(fig, path)
     steps = traj.shape[0]
     cols = np.unique(np.linspace(0, steps - 1, min(8, steps)).round().astype(int))
     comps = np.split(traj[:, 0], order, axis=1)  # each (steps, C, H, W)
@@ -149,12 +134,12 @@ def trajectory_figure(
             if j == 0:
                 ax.set_ylabel(component_name(k), fontsize=9)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def demo_figure(reference, samples, times, traj, order: int, path, title: str = "") -> Path:
     """Data vs samples (2-D) and the x, v, a trajectories of a few samples, in one PNG."""
-    plt = _plt()
+    plt = pyplot()
     r = _np(reference)[:, :2]
     s = _np(samples)[:, :2]
     has_traj = traj is not None and len(times) > 1
@@ -168,4 +153,4 @@ def demo_figure(reference, samples, times, traj, order: int, path, title: str = 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
