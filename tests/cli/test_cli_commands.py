@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import yaml
-from cli_helpers import CONFIGS, TINY, cli, run_main, sets
 
 from holdsgm.train import Config, load_config
+from run_helpers import CONFIGS, TINY_QUIET, cli, run_main, sets
 
 COMMANDS = ["train", "sample", "eval", "likelihood", "demo"]
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
@@ -19,7 +19,7 @@ def tiny_run(tmp_path_factory):
     from holdsgm.train import train
 
     run = tmp_path_factory.mktemp("cli") / "run"
-    train(load_config(CONFIGS / "toy-hold.yaml", [*TINY, "train.steps=20"]), run, verbose=False)
+    train(load_config(CONFIGS / "toy-hold.yaml", [*TINY_QUIET, "train.steps=20"]), run, verbose=False)
     return run
 
 
@@ -208,7 +208,7 @@ def test_sample_eval_likelihood_end_to_end(tiny_run, tmp_path, capsys):
 @pytest.mark.slow
 def test_train_cli_resumes_and_reports(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", CONFIGS / "toy-cld.yaml", "--out", run, "--quiet", *sets([*TINY, "train.steps=6"])]
+    argv = ["train", CONFIGS / "toy-cld.yaml", "--out", run, "--quiet", *sets([*TINY_QUIET, "train.steps=6"])]
     code, out, err = run_main(argv, capsys)
     assert code == 0, err
     assert "step 6/6" in out

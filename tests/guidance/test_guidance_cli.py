@@ -1,14 +1,12 @@
 """``holdsgm sample`` with --cfg-scale / --guide / --skip-scale on a tiny class-conditional digits run."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from cli_helpers import CONFIGS, cli, run_main  # noqa: E402
+from run_helpers import CONFIGS, TINY_QUIET, cli, run_main
 
 TINY_DIGITS = ["model.channels=8", "train.steps=3", "train.batch_size=16", "train.ckpt_every=3",
                "train.warmup_steps=1", "train.tensorboard=false", "train.log_every=1", "sample.n=6",
@@ -68,12 +66,10 @@ def test_malformed_guidance_options_are_one_line_errors(digits_run, extra, needl
 
 
 def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
-    from cli_helpers import TINY
-
     from holdsgm.train import load_config, train
 
     run = tmp_path / "toy"
-    train(load_config(CONFIGS / "toy-vp.yaml", [*TINY, "train.steps=2"]), run, verbose=False)
+    train(load_config(CONFIGS / "toy-vp.yaml", [*TINY_QUIET, "train.steps=2"]), run, verbose=False)
     code, _, err = run_main(["sample", run, "--guide", "+1", "--n", "2", "--nfe", "3"], capsys)
     assert code == 2 and "class-conditional" in err
     code, _, err = run_main(["sample", run, "--skip-scale", "0.9", "--n", "2", "--nfe", "3"], capsys)

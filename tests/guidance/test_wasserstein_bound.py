@@ -2,18 +2,14 @@
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from cli_helpers import CONFIGS, TINY, run_main  # noqa: E402
-
 from holdsgm.eval.wasserstein_bound import LikelihoodTimeSampler, likelihood_weight, score_objective
 from holdsgm.mixture import GaussianMixture
 from holdsgm.sde import MixtureOracle, make_sde
+from run_helpers import CONFIGS, TINY_QUIET, run_main
 
 MIX = GaussianMixture.eight_gaussians()
 
@@ -58,7 +54,7 @@ def toy_run(tmp_path_factory):
     from holdsgm.train import load_config, train
 
     run = tmp_path_factory.mktemp("w2") / "run"
-    train(load_config(CONFIGS / "toy-hold.yaml", [*TINY, "train.steps=30", "train.keep_checkpoints=5"]), run,
+    train(load_config(CONFIGS / "toy-hold.yaml", [*TINY_QUIET, "train.steps=30", "train.keep_checkpoints=5"]), run,
           verbose=False)
     return run
 

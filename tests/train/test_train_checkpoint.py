@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 import torch
-from train_helpers import tiny_config
 
 from holdsgm.errors import CheckpointError
 from holdsgm.losses import EpsModel
 from holdsgm.train import Trainer, find_checkpoint, load_checkpoint, load_run, verify_checkpoint
 from holdsgm.train import train as train_run
 from holdsgm.train.checkpoint import MANIFEST, atomic_write
+from run_helpers import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from train_helpers import CONFIGS
 
 from holdsgm.errors import ConfigError
 from holdsgm.train import Config, load_config, preset_names
 from holdsgm.train.config import SECTIONS, apply_overrides, parse_value
+from run_helpers import CONFIGS
 
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
 

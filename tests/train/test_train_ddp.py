@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
-from train_helpers import CONFIGS, TINY, cli_env, losses
 
 from holdsgm.train import load_checkpoint, load_config
 from holdsgm.train import train as train_run
+from run_helpers import CONFIGS, TINY, cli_env, losses
 
 pytestmark = pytest.mark.slow
 

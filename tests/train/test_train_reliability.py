@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
-from train_helpers import CONFIGS, TINY, cli, cli_env, losses
 
 from holdsgm.train import load_checkpoint, load_config
 from holdsgm.train import train as train_run
+from run_helpers import CONFIGS, TINY, cli, cli_env, losses
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from train_helpers import losses, tiny_config
 
 from holdsgm.errors import ConfigError, NumericsError
 from holdsgm.train import (
@@ -18,6 +17,7 @@ from holdsgm.train import (
 )
 from holdsgm.train import train as train_run
 from holdsgm.train.faults import NAN_AT_STEP
+from run_helpers import losses, tiny_config
 
 
 def test_lr_warmup_and_ema_decay_formulas():
