@@ -92,13 +92,18 @@ def euler_maruyama(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, noise=No
     noise = as_noise(noise)
     score = _Counted(score_fn)
     for i, (t, t_next) in enumerate(_steps(ts, progress, "euler-maruyama")):
-        h = t - t_next
-        drift = sde.reverse_drift(u, t, score(u, t))
-        g = float(sde.diffusion(t))
-        u = u - h * drift + sde.embed_last(g * h**0.5 * _noise_last(sde, u, noise))
+        u = _em_step(sde, score, u, t, t_next, noise)
         if callback is not None:
             callback(i, t_next, u)
     return _finish(sde, score, u, float(ts[-1]), denoise)
+
+
+def _em_step(sde: LinearSDE, score, u: Tensor, t: float, t_next: float, noise) -> Tensor:
+    """One Euler-Maruyama step of the reverse SDE from ``t`` down to ``t_next`` (one score evaluation)."""
+    h = t - t_next
+    drift = sde.reverse_drift(u, t, score(u, t))
+    g = float(sde.diffusion(t))
+    return u - h * drift + sde.embed_last(g * h**0.5 * _noise_last(sde, u, noise))
 
 
 def predictor_corrector(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, noise=None, snr: float = 0.1,
@@ -126,10 +131,7 @@ def predictor_corrector(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, noi
             s = score(u, t)
             z = _noise_last(sde, u, noise)
             u = u + sde.embed_last(step * s + (2 * step) ** 0.5 * z)
-        h = t - t_next
-        drift = sde.reverse_drift(u, t, score(u, t))
-        g = float(sde.diffusion(t))
-        u = u - h * drift + sde.embed_last(g * h**0.5 * _noise_last(sde, u, noise))
+        u = _em_step(sde, score, u, t, t_next, noise)
         if callback is not None:
             callback(i, t_next, u)
     return _finish(sde, score, u, float(ts[-1]), denoise)

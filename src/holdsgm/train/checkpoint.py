@@ -257,11 +257,8 @@ def find_checkpoint(run_dir, *, warn: bool = True) -> Path | None:
     return None
 
 
-def read_weights(f: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file; CheckpointError (naming the file) if it is not one."""
-    from safetensors.torch import load
-
-    f = Path(f)
+def _read_bytes(f: Path) -> bytes:
+    """The bytes of a checkpoint file; CheckpointError (naming the file) if it is missing, unreadable or empty."""
     try:
         data = f.read_bytes()
     except FileNotFoundError:
@@ -270,6 +267,15 @@ def read_weights(f: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {f}: {e.strerror or e}") from None
     if not data:
         raise CheckpointError(f"{f} is empty")
+    return data
+
+
+def read_weights(f: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; CheckpointError (naming the file) if it is not one."""
+    from safetensors.torch import load
+
+    f = Path(f)
+    data = _read_bytes(f)
     try:
         return load(data)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, ValueError, ...
@@ -281,14 +287,7 @@ def read_weights(f: Path) -> dict[str, torch.Tensor]:
 def read_state(f: Path) -> dict:
     """The ``state.pt`` dict, read with ``weights_only=True`` (no code runs); CheckpointError otherwise."""
     f = Path(f)
-    try:
-        data = f.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{f} does not exist") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read {f}: {e.strerror or e}") from None
-    if not data:
-        raise CheckpointError(f"{f} is empty")
+    data = _read_bytes(f)
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle means: not a safe holdsgm state
