@@ -233,3 +233,43 @@ def test_sde_round_trips_through_dict():
         again = sde_from_dict(sde.to_dict())
         t = torch.tensor([0.1, 0.5], dtype=F64) * sde.T
         assert torch.allclose(again.marginal(t).cov, sde.marginal(t).cov)
+
+
+@pytest.mark.parametrize("name", ["vp", "cld", "hold", "ve"])
+def test_single_time_kernels_are_memoised_exactly_and_safely(name):
+    """A sampler's step time is computed once per SDE; the memo returns the same numbers as a fresh
+    computation, and a caller that writes into what it got does not change what the next caller gets."""
+    from holdsgm.sde.posterior import reference_kernel
+
+    sde = make_sde(name)
+    t = torch.tensor(0.37, dtype=torch.float64)
+    fresh = sde._marginal(t)
+    first, second = sde.marginal(t), sde.marginal(t)
+    for a, b, c in zip((fresh.phi, fresh.cov, fresh.chol), (first.phi, first.cov, first.chol),
+                       (second.phi, second.cov, second.chol)):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    first.chol.fill_(7.0)
+    assert torch.equal(sde.marginal(t).chol, fresh.chol)
+    assert ("marginal", 0.37, "cpu") in sde._memo
+    # a batch of equal times equals the single time, and a batch of different times each of its own
+    ref = [v.clone() for v in reference_kernel(sde, t, 0.2)]
+    batch = reference_kernel(sde, t.expand(5), 0.2)
+    for r, b in zip(ref, batch):
+        assert b.shape[0] == 5 and torch.equal(b[2], r)
+    ts = torch.tensor([0.1, 0.37, 0.9], dtype=torch.float64)
+    mixed = reference_kernel(sde, ts, 0.2)
+    for r, m in zip(ref, mixed):
+        torch.testing.assert_close(m[1], r, rtol=1e-12, atol=0)
+    got = reference_kernel(sde, t, 0.2)
+    got[0].fill_(0.0)
+    assert torch.equal(reference_kernel(sde, t, 0.2)[0], ref[0])
+
+
+def test_memo_is_bounded(monkeypatch):
+    import holdsgm.sde.base as base
+
+    monkeypatch.setattr(base, "MEMO_SIZE", 3)
+    sde = make_sde("cld")
+    for k in range(10):
+        sde.marginal(torch.tensor(0.1 + 0.05 * k, dtype=torch.float64))
+        assert len(sde._memo) <= 3

@@ -204,10 +204,14 @@ def _require_stationary(sde: LinearSDE, name: str):
                          f"hold); {sde.name!r} has none")
 
 
+def _ou_factors(sde, b: float) -> tuple[Tensor, Tensor]:
+    phi, a = sde.factor_over(torch.tensor(b, dtype=torch.float64), sde.F.T)
+    return phi, tril_factor(a)
+
+
 def _ou_step(sde, b: float, u: Tensor, noise) -> Tensor:
     """Exact step of the linear part A: du = F^T u db + sqrt(q) e_n dW over b (reverse time)."""
-    phi, a = sde.factor_over(torch.tensor(b, dtype=torch.float64), sde.F.T)
-    chol = tril_factor(a)
+    phi, chol = sde.cached(("ou_step", float(b)), lambda: _ou_factors(sde, b))
     z = noise(tuple(u.shape)).to(dtype=u.dtype, device=u.device)
     return sde.apply(phi, u) + sde.apply(chol, z)
 

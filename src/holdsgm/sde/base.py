@@ -53,6 +53,10 @@ class Kernel:
         return 1.0 / self.chol[..., -1, -1]
 
 
+#: At most this many single-time kernels are memoised per SDE (:meth:`LinearSDE.cached`).
+MEMO_SIZE = 4096
+
+
 def _as_time(t, device=None) -> Tensor:
     return torch.as_tensor(t, dtype=torch.float64, device=device)
 
@@ -131,6 +135,28 @@ class LinearSDE:
             k = self.marginal(t[0])  # samplers pass one time for the whole batch: compute it once
             shape = (t.numel(), self.order, self.order)
             return Kernel(k.phi.expand(shape), k.cov.expand(shape), k.chol.expand(shape))
+        if t.dim() == 0:  # a sampler's step time: computed once per time and SDE, then reused
+            k = self.cached(("marginal", float(t), str(t.device)), lambda: self._marginal(t))
+            return Kernel(k.phi.clone(), k.cov.clone(), k.chol.clone())
+        return self._marginal(t)
+
+    def cached(self, key, make):
+        """``make()``, memoised on this SDE under ``key`` (a hashable of plain values).
+
+        For the kernel quantities of a single time, which samplers ask for at every step, every batch and
+        every call with the same grid: computing them costs several small float64 matrix exponentials and
+        QR factorisations (~1 ms), more than the network forward of a small model. SDEs are not changed
+        after construction, so a time's kernel never goes stale; the memo is bounded (cleared when full).
+        """
+        memo = self.__dict__.setdefault("_memo", {})
+        value = memo.get(key)
+        if value is None:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            value = memo[key] = make()
+        return value
+
+    def _marginal(self, t: Tensor) -> Kernel:
         phi, a = self.transition_factor(torch.zeros_like(t), t)
         s0_sqrt = self.initial_cov(device=phi.device).sqrt()
         chol = tril_factor(torch.cat([phi @ s0_sqrt, a], dim=-1))

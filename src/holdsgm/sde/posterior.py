@@ -25,8 +25,20 @@ from .kernels import tril_factor
 
 def reference_kernel(sde: LinearSDE, t, ref_var: float = 0.0):
     """(ell^c, a_c, kappa_c, L^c) at times t (float64) for the kernel covariance with x0 ~ N(., ref_var)
-    (``ref_var = 0``: the usual HSM kernel)."""
+    (``ref_var = 0``: the usual HSM kernel). A batch of equal times (a sampler's step) is computed once,
+    and a single time's values are memoised on the SDE (:meth:`~holdsgm.sde.base.LinearSDE.cached`)."""
     t = torch.as_tensor(t, dtype=torch.float64)
+    if t.dim() == 1 and t.numel() > 1 and bool((t == t[0]).all()):
+        ell, a, kappa, chol = reference_kernel(sde, t[0], ref_var)
+        b = t.numel()
+        return ell.expand(b), a.expand(b, -1), kappa.expand(b), chol.expand(b, *chol.shape)
+    if t.dim() == 0:
+        key = ("reference_kernel", float(t), float(ref_var), str(t.device))
+        return tuple(v.clone() for v in sde.cached(key, lambda: _reference_kernel(sde, t, ref_var)))
+    return _reference_kernel(sde, t, ref_var)
+
+
+def _reference_kernel(sde: LinearSDE, t: Tensor, ref_var: float):
     phi, a_noise = sde.transition_factor(torch.zeros_like(t), t)
     s0 = sde.initial_cov(device=phi.device)
     s0[0, 0] = ref_var
