@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .base import LinearSDE, _as_time
-from .kernels import GL_NODES, cholesky, noise_factor, van_loan
+from .kernels import GL_NODES, cholesky, expm_scaled, noise_factor, van_loan
 from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule, schedule_from_dict
 
 
@@ -69,7 +69,7 @@ class PhaseSpaceSDE(LinearSDE):
         n = self.order
         shape = b.shape
         flat = b.reshape(-1)
-        phi = torch.linalg.matrix_exp(flat[:, None, None] * F)
+        phi = expm_scaled(F, flat)
         g = torch.zeros(n, 1, dtype=torch.float64, device=b.device)
         g[-1, 0] = self.q**0.5
         small = flat * self._norm(F) <= 1.0
