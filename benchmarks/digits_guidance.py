@@ -390,12 +390,24 @@ def main(argv=None) -> int:
     ap.add_argument("--sdes", default=",".join(SDES))
     ap.add_argument("--runs", default=str(REPO / "runs" / "bench-guidance"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--n", type=int, default=None, help="samples per setting (default 300; 60 with --quick)")
+    ap.add_argument("--nfes", default=None, help="comma-separated NFE values of the sampler sweep (default 10,20,40)")
+    ap.add_argument("--samplers", default=None, help="comma-separated samplers of the NFE sweep")
+    ap.add_argument("--cfg-scales", default=None, help="comma-separated classifier-free guidance scales")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     bad = parts - {"train", "cfg", "nfe", "skip", "sega", "w2"}
     if bad:
         ap.error(f"unknown parts {sorted(bad)}")
     p = dict(QUICK if args.quick else FULL)
+    if args.n is not None:
+        p["n"], p["sega_n"] = args.n, max(1, args.n // 2)
+    if args.nfes:
+        p["nfes"] = [int(v) for v in args.nfes.split(",")]
+    if args.samplers:
+        p["nfe_samplers"] = args.samplers.split(",")
+    if args.cfg_scales:
+        p["cfg_scales"] = [float(v) for v in args.cfg_scales.split(",")]
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
