@@ -50,7 +50,7 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
     b = x0.shape[0]
     if t is None:
         t = sample_times(b, sde, stratified=stratified, generator=generator, device=x0.device)
-    t = sde.check_time(t).to(x0.device)
+    t = torch.as_tensor(t, dtype=torch.float64, device=x0.device)  # checked by sde.marginal
     if eps is None:
         shape = sde.state_shape(x0.shape)
         eps = torch.randn(shape, generator=generator, dtype=x0.dtype).to(x0.device) if generator is not None \

@@ -25,6 +25,7 @@ All kernel algebra is done in float64 and cast to the state's dtype when applied
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ class Kernel:
     """Gaussian kernel u_t = phi @ u_s + chol @ eps, per data coordinate (float64, shape (..., n, n))."""
 
     phi: Tensor
-    cov: Tensor
     chol: Tensor
+
+    @functools.cached_property
+    def cov(self) -> Tensor:
+        """chol chol^T (computed when first asked for: training needs only phi and chol)."""
+        return self.chol @ self.chol.transpose(-1, -2)
 
     @property
     def ell(self) -> Tensor:
@@ -90,11 +95,17 @@ class LinearSDE:
     def check_time(self, t, name: str = "t") -> Tensor:
         """Return t as float64; raise ValueError naming ``name`` if any value lies outside [0, T]."""
         t = _as_time(t)
-        if t.numel() and (not bool(torch.isfinite(t).all()) or float(t.min()) < -1e-12
-                          or float(t.max()) > self.T * (1 + 1e-9)):
-            raise ValueError(f"{name} must lie in [0, T={self.T}], got values in "
-                             f"[{float(t.min()):.6g}, {float(t.max()):.6g}]")
+        self._time_range(t, name)
         return t
+
+    def _time_range(self, t: Tensor, name: str = "t") -> tuple[float, float]:
+        """(min, max) of a non-empty float64 time tensor, checked to lie in [0, T]."""
+        if not t.numel():
+            return 0.0, 0.0
+        lo, hi = (float(v) for v in torch.aminmax(t))  # NaN propagates and fails both comparisons
+        if not (lo >= -1e-12 and hi <= self.T * (1 + 1e-9)):
+            raise ValueError(f"{name} must lie in [0, T={self.T}], got values in [{lo:.6g}, {hi:.6g}]")
+        return lo, hi
 
     # ------------------------------------------------------------------ subclass maths
     def transition_factor(self, s, t) -> tuple[Tensor, Tensor]:
@@ -130,14 +141,15 @@ class LinearSDE:
 
     def marginal(self, t) -> Kernel:
         """Perturbation kernel x0 -> u_t with the auxiliaries marginalised (HSM)."""
-        t = self.check_time(t)
-        if t.dim() == 1 and t.numel() > 1 and bool((t == t[0]).all()):
+        t = _as_time(t)
+        lo, hi = self._time_range(t)
+        if t.dim() == 1 and t.numel() > 1 and lo == hi:
             k = self.marginal(t[0])  # samplers pass one time for the whole batch: compute it once
             shape = (t.numel(), self.order, self.order)
-            return Kernel(k.phi.expand(shape), k.cov.expand(shape), k.chol.expand(shape))
+            return Kernel(k.phi.expand(shape), k.chol.expand(shape))
         if t.dim() == 0:  # a sampler's step time: computed once per time and SDE, then reused
             k = self.cached(("marginal", float(t), str(t.device)), lambda: self._marginal(t))
-            return Kernel(k.phi.clone(), k.cov.clone(), k.chol.clone())
+            return Kernel(k.phi.clone(), k.chol.clone())
         return self._marginal(t)
 
     def cached(self, key, make):
@@ -160,7 +172,7 @@ class LinearSDE:
         phi, a = self.transition_factor(torch.zeros_like(t), t)
         s0_sqrt = self.initial_cov(device=phi.device).sqrt()
         chol = tril_factor(torch.cat([phi @ s0_sqrt, a], dim=-1))
-        return Kernel(phi, chol @ chol.transpose(-1, -2), chol)
+        return Kernel(phi, chol)
 
     def prior_cov(self) -> Tensor:
         """Covariance (n, n) of the prior N(0, Sigma_T): the kernel at T of x0 = 0.
@@ -250,8 +262,9 @@ class LinearSDE:
         """u_t = Phi_t [x0, 0..] + L_t eps, with eps ~ N(0, I) of the state's shape."""
         t = self._batch_time(t, x0)
         k = kernel if kernel is not None else self.marginal(t)
-        u0 = self.join(*([x0] + [torch.zeros_like(x0)] * (self.order - 1)))
-        return self.apply(k.phi, u0) + self.apply(k.chol, eps)
+        b = x0.shape[0]
+        mean = k.phi[..., :, :1].to(dtype=x0.dtype, device=x0.device) * x0.reshape(b, 1, -1)  # Phi [x0, 0..]
+        return mean.reshape(eps.shape) + self.apply(k.chol, eps)
 
     # ------------------------------------------------------------------ prior
     def prior_sample(self, data_shape, noise: Callable[[tuple], Tensor] | None = None,

@@ -136,20 +136,43 @@ TAYLOR_TERMS = 25
 def expm_vector(F: Tensor, g: Tensor, r: Tensor) -> Tensor:
     """e^{r F} g for many scalars r (shape (...,)) and one vector g (n,): returns (..., n), float64.
 
-    For |r| ||F||_2 <= 1 this is the Taylor polynomial sum_k r^k (F^k g / k!) with precomputed
-    coefficient vectors: one small matmul, no cancellation (the terms shrink geometrically and
-    exact zeros, e.g. the data coordinate's first terms, stay exact zeros). Otherwise matrix_exp.
+    When F = lambda I + N with N nilpotent (critical damping) this is the closed form
+    e^{lambda r} sum_{k<n} r^k (N^k g / k!): n terms, each exact, no cancellation between orders of r (exact
+    zeros, e.g. the data coordinate's first terms, stay exact zeros). Otherwise, for |r| ||F||_2 <= 1, the
+    Taylor polynomial sum_k r^k (F^k g / k!) with precomputed coefficient vectors; beyond that matrix_exp.
     """
     F = F.to(torch.float64)
     g = g.to(torch.float64)
     r = torch.as_tensor(r, dtype=torch.float64, device=F.device)
     n = F.shape[-1]
-    coef, norm = _taylor_coefficients(tuple(F.flatten().tolist()), tuple(g.flatten().tolist()), n)
+    f_key = tuple(F.flatten().tolist())
+    g_key = tuple(g.flatten().tolist())
+    split = _closed_form_vectors(f_key, g_key, n)
+    if split is not None:
+        lam, vecs = split
+        return torch.exp(lam * r)[..., None] * (_powers(r, n) @ vecs.to(F.device))
+    coef, norm = _taylor_coefficients(f_key, g_key, n)
     if r.numel() == 0 or float(r.abs().max()) * norm > 1.0:
         return (expm_scaled(F, r) @ g[:, None])[..., 0]
-    coef = coef.to(F.device)  # (K, n)
-    powers = r[..., None] ** torch.arange(TAYLOR_TERMS, dtype=torch.float64, device=F.device)
-    return powers @ coef
+    return _powers(r, TAYLOR_TERMS) @ coef.to(F.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _closed_form_vectors(f_key: tuple, g_key: tuple, n: int):
+    """(lambda, rows N^k g / k!, k < n) when F = lambda I + N with N nilpotent, else None."""
+    split = _single_eigenvalue_split(f_key, n)
+    if split is None:
+        return None
+    lam, coef = split
+    return lam, coef @ torch.tensor(g_key, dtype=torch.float64)
+
+
+def _powers(r: Tensor, k: int) -> Tensor:
+    """(..., k): r^0 .. r^(k-1) (a running product: one operation, relative error ~k ulp)."""
+    ones = torch.ones_like(r)[..., None]
+    if k == 1:
+        return ones
+    return torch.cat([ones, r[..., None].expand(*r.shape, k - 1)], dim=-1).cumprod(-1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -182,8 +205,7 @@ def expm_scaled(F: Tensor, b: Tensor) -> Tensor:
     if split is None:
         return torch.linalg.matrix_exp(b[..., None, None] * F)
     lam, coef = split
-    powers = b[..., None] ** torch.arange(n, dtype=torch.float64, device=b.device)  # (..., n)
-    poly = torch.tensordot(powers, coef.to(b.device), dims=([-1], [0]))  # (..., n, n)
+    poly = torch.tensordot(_powers(b, n), coef.to(b.device), dims=([-1], [0]))  # (..., n, n)
     return torch.exp(lam * b)[..., None, None] * poly
 
 
