@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import add_set_argument
+
 QUICK = {"train.steps": 300, "sample.n": 500, "eval.nll_n": 50}
 
 
@@ -36,14 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=None, help="samples (default: 2000)")
     p.add_argument("--seed", type=int, default=None, help="training and sampling seed (default: 0)")
     p.add_argument("--config", default=None, help="another config instead of configs/demo.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a config value (repeatable)",
-    )
+    add_set_argument(p)
     p.set_defaults(func=run)
 
 

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from . import add_set_argument
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,14 +29,7 @@ def register(subparsers) -> None:
         help="YAML config file, preset name (see configs/) or a run folder (resumes it with its config)",
     )
     p.add_argument("--out", metavar="RUN", default=None, help="run folder (default: runs/<config name>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override a config value, e.g. --set train.lr=1e-3 --set sde.T=3 (repeatable)",
-    )
+    add_set_argument(p, "override a config value, e.g. --set train.lr=1e-3 --set sde.T=3 (repeatable)")
     p.add_argument(
         "--dry-run",
         action="store_true",

@@ -40,7 +40,7 @@ class EMA:
         if d == 0.0:
             torch._foreach_copy_(self._dst, self._src)
         else:
-            torch._foreach_lerp_(self._dst, [s.detach() for s in self._src], 1.0 - d)
+            torch._foreach_lerp_(self._dst, self._src, 1.0 - d)  # no_grad: no detached copies needed
         for dst, src in self._bufs:
             dst.copy_(src)
 
