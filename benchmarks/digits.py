@@ -8,8 +8,9 @@ scored the same way), seconds per training step and per sample.
 
     OMP_NUM_THREADS=2 python benchmarks/digits.py [--quick] [--out DIR] [--runs runs/bench-digits]
 
-Full: the presets' 20000 steps, 1000 samples, NFE 20/50/100/200. --quick: 150 steps, 200 samples, NFE 50 (a
-smoke test of the script only).
+Full: the presets' 20000 steps, 1000 samples, NFE 20/50/100/200 -> results/digits.{json,png}. A reduced budget
+(``--steps N``) writes results/digits-Nsteps.*. --quick: 150 steps, 200 samples, NFE 50 (a smoke test of the
+script only).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def main(argv=None) -> int:
         results["sdes"][name] = row
 
     _print_tables(results, samplers, nfes)
+    if args.steps and not args.quick:
+        tag += f"-{args.steps}steps"  # results of a reduced budget never overwrite the full one's
     path = out / f"{tag}.json"
     path.write_text(json.dumps(results, indent=2, default=lambda v: None) + "\n")
     _plot(results, samplers, nfes, out / f"{tag}.png")
