@@ -163,9 +163,10 @@ class LinearSDE:
         memo = self.__dict__.setdefault("_memo", {})
         value = memo.get(key)
         if value is None:
+            value = make()  # may itself memoise (constants of the kernel): the bound is checked after
             if len(memo) >= MEMO_SIZE:
                 memo.clear()
-            value = memo[key] = make()
+            memo[key] = value
         return value
 
     def _marginal(self, t: Tensor) -> Kernel:

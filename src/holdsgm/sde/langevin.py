@@ -70,8 +70,7 @@ class PhaseSpaceSDE(LinearSDE):
         shape = b.shape
         flat = b.reshape(-1)
         phi = expm_scaled(F, flat)
-        g = torch.zeros(n, 1, dtype=torch.float64, device=b.device)
-        g[-1, 0] = self.q**0.5
+        g = self._noise_column(b.device)
         small = flat * self._norm(F) <= 1.0
         width = max(GL_NODES, n)
         a = flat.new_zeros(flat.shape[0], n, width)
@@ -80,6 +79,15 @@ class PhaseSpaceSDE(LinearSDE):
         if bool((~small).any()):
             a[~small, :, :n] = cholesky(self._noise_cov(flat[~small], phi[~small], F, g))
         return phi.reshape(*shape, n, n), a.reshape(*shape, n, width)
+
+    def _noise_column(self, device) -> Tensor:
+        """G = sqrt(q) e_n, (n, 1) float64 on ``device`` (G G^T = Q)."""
+        def make():
+            g = torch.zeros(self.order, 1, dtype=torch.float64)
+            g[-1, 0] = self.q**0.5
+            return g.to(device)
+
+        return self.cached(("noise-column", str(device)), make)
 
     def _norm(self, F: Tensor) -> float:
         key = tuple(F.flatten().tolist())
@@ -217,13 +225,10 @@ class Langevin(PhaseSpaceSDE):
 
     def _small_time_chol(self, phi: Tensor, b: Tensor) -> Tensor:
         """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`)."""
-        def make():
-            g = torch.zeros(self.order, 1, dtype=torch.float64)
-            g[-1, 0] = self.q**0.5
-            return g.to(b.device), self.initial_cov().diagonal().sqrt().to(b.device)
-
-        g, s0_sqrt = self.cached(("small-time-parts", str(b.device)), make)
-        return tril_factor(torch.cat([phi * s0_sqrt, noise_factor(self.F.to(b.device), g, b)], dim=-1))
+        s0_sqrt = self.cached(("s0-sqrt", str(b.device)),
+                              lambda: self.initial_cov().diagonal().sqrt().to(b.device))
+        a = noise_factor(self.F.to(b.device), self._noise_column(b.device), b)
+        return tril_factor(torch.cat([phi * s0_sqrt, a], dim=-1))
 
     @property
     def F_skew(self) -> Tensor:
