@@ -351,3 +351,17 @@ def test_closed_form_expm_vector_against_50_digit_arithmetic(name):
             ex = mp.expm(Fm * r) * gm
             for i in range(n):
                 assert abs(float(row[i]) - ex[i]) <= 1e-13 * abs(ex[i]) + 1e-300, (r, i, float(row[i]), ex[i])
+
+
+def test_tril_factor_is_a_positive_lower_factor_and_checks_its_shape():
+    from holdsgm.sde.kernels import tril_factor
+
+    m = torch.randn(6, 3, 13, generator=torch.Generator().manual_seed(3), dtype=F64)
+    low = tril_factor(m)
+    assert low.shape == (6, 3, 3) and torch.equal(low, low.tril())
+    assert (low.diagonal(dim1=-2, dim2=-1) > 0).all()
+    assert torch.allclose(low @ low.transpose(-1, -2), m @ m.transpose(-1, -2), rtol=1e-13, atol=1e-13)
+    # the factor of M M^T is unique with a positive diagonal: Cholesky's
+    assert torch.allclose(low, torch.linalg.cholesky(m @ m.transpose(-1, -2)), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="at least as many columns"):
+        tril_factor(torch.randn(3, 2, dtype=F64))

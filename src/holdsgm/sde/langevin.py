@@ -14,13 +14,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .base import Kernel, LinearSDE, _as_time
-from .kernels import GL_NODES, cholesky, expm_scaled, noise_factor, tril_factor, van_loan
+from .kernels import (
+    GL_NODES,
+    _single_eigenvalue_split,
+    cholesky,
+    expm_scaled,
+    gauss_legendre,
+    noise_factor,
+    tril_factor,
+    van_loan,
+)
 from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule, schedule_from_dict
+
+
+def _horner(x: Tensor, coef: Tensor) -> Tensor:
+    """sum_k x^k coef[k] for a 1-D x and coefficient rows coef (K, d): (len(x), d), by Horner's rule
+    (one fused multiply-add per degree: the polynomial parts of the critically damped closed forms)."""
+    xc = x[:, None]
+    acc = coef[-1].expand(x.shape[0], -1)
+    for k in range(coef.shape[0] - 2, -1, -1):
+        acc = torch.addcmul(coef[k], acc, xc)
+    return acc
+
+
+class _KernelConstants(NamedTuple):
+    """Per-device constants of :meth:`Langevin._marginal` (float64)."""
+
+    b_origin: float  # integrated beta at t = 0
+    b_small: float  # below this b (b ||F|| <= 1) the square-root form is used
+    gap: Tensor  # diag(S - S0)
+    eye: Tensor  # S = I / L
+    s0_sqrt: Tensor  # diag(S0)^(1/2)
+    F: Tensor
+    g: Tensor  # the noise column sqrt(q) e_n, (n,)
+    lam: float | None  # critically damped F = lam I + N: the eigenvalue, else None
+    phi_coef: Tensor | None  # (n, n*n): rows N^k / k!
+    g_coef: Tensor | None  # (n, n): rows N^k g / k!
+    gl_nodes: Tensor
+    gl_weights: Tensor
 
 
 class PhaseSpaceSDE(LinearSDE):
@@ -196,39 +233,72 @@ class Langevin(PhaseSpaceSDE):
         :meth:`_noise_cov`), factored by Cholesky where b ||F|| > 1. Times below that keep the square-root
         form (Gauss-Legendre noise factor and a QR, as :meth:`LinearSDE._marginal`): the kernel is
         near-singular there. As accurate as the square-root form (checked against 40-digit arithmetic) and a
-        few cheap batched operations: the kernel at a training batch's random times is a noticeable part of a
-        small model's step.
+        few cheap batched operations with constants computed once: the kernel at a training batch's random
+        times is a noticeable part of a small model's step.
         """
         t = torch.as_tensor(t, dtype=torch.float64)
-        b = (self.schedule.integral(t.reshape(-1)) - self.schedule.integral(0.0)).clamp_min(0)
+        c = self._kernel_constants(t.device)
+        b = self.schedule.integral(t.reshape(-1))
+        if c.b_origin:
+            b = (b - c.b_origin).clamp_min(0)
         n = self.order
-        phi = expm_scaled(self.F.to(device=b.device), b)
-        small = torch.nonzero(b * self._norm(self.F) <= 1.0)[:, 0]
-        gap, eye = self._stationary_parts(b.device)
-        cov = eye - (phi * gap) @ phi.transpose(-1, -2)  # S - Phi (S - S0) Phi^T
+        phi = self._expm(b, c)
+        small = torch.nonzero(b <= c.b_small)[:, 0]
+        cov = c.eye - (phi * c.gap) @ phi.transpose(-1, -2)  # S - Phi (S - S0) Phi^T
         chol, info = torch.linalg.cholesky_ex(cov)
         if small.numel():  # their Cholesky may have failed (near-singular): replaced here
             info = info.index_fill(0, small, 0)
-            chol.index_copy_(0, small, self._small_time_chol(phi.index_select(0, small), b.index_select(0, small)))
+            chol.index_copy_(0, small, self._small_time_chol(phi.index_select(0, small), b.index_select(0, small), c))
         if bool(info.any()):  # not expected where b ||F|| > 1; the jittered, checked factorisation decides
             bad = torch.nonzero(info)[:, 0]
             chol.index_copy_(0, bad, cholesky(cov.index_select(0, bad)))
         return Kernel(phi.reshape(*t.shape, n, n), chol.reshape(*t.shape, n, n))
 
-    def _stationary_parts(self, device) -> tuple[Tensor, Tensor]:
-        """(S - S0) as a row vector (diagonal) and S = I / L, float64 on ``device``."""
+    def _kernel_constants(self, device) -> "_KernelConstants":
+        """What :meth:`_marginal` needs besides the times, computed once per device."""
         def make():
-            gap = (torch.ones(self.order, dtype=torch.float64) / self.L - self.initial_cov().diagonal())
-            return gap.to(device), (torch.eye(self.order, dtype=torch.float64) / self.L).to(device)
+            n = self.order
+            split = _single_eigenvalue_split(tuple(self.F.flatten().tolist()), n)
+            g = self._noise_column(device)[:, 0]
+            x, w = gauss_legendre(GL_NODES, device=device)
+            return _KernelConstants(
+                b_origin=float(self.schedule.integral(0.0)),
+                b_small=1.0 / self._norm(self.F),
+                gap=(torch.full((n,), 1.0 / self.L, dtype=torch.float64) - self.initial_cov().diagonal()).to(device),
+                eye=(torch.eye(n, dtype=torch.float64) / self.L).to(device),
+                s0_sqrt=self.initial_cov().diagonal().sqrt().to(device),
+                F=self.F.to(device),
+                g=g,
+                lam=None if split is None else split[0],
+                phi_coef=None if split is None else split[1].reshape(n, n * n).to(device),
+                g_coef=None if split is None else (split[1] @ g.cpu()).to(device),
+                gl_nodes=x,
+                gl_weights=w,
+            )
 
-        return self.cached(("stationary-parts", str(device)), make)
+        return self.cached(("kernel-constants", str(device)), make)
 
-    def _small_time_chol(self, phi: Tensor, b: Tensor) -> Tensor:
-        """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`)."""
-        s0_sqrt = self.cached(("s0-sqrt", str(b.device)),
-                              lambda: self.initial_cov().diagonal().sqrt().to(b.device))
-        a = noise_factor(self.F.to(b.device), self._noise_column(b.device), b)
-        return tril_factor(torch.cat([phi * s0_sqrt, a], dim=-1))
+    def _expm(self, b: Tensor, c: "_KernelConstants") -> Tensor:
+        """expm(b F) for a 1-D batch of b: the critically damped closed form e^{lambda b} sum_k b^k N^k / k!
+        (as :func:`expm_scaled`) with its coefficients precomputed, else ``expm_scaled``."""
+        if c.lam is None:
+            return expm_scaled(c.F, b)
+        n = self.order
+        return (_horner(b, c.phi_coef) * torch.exp(c.lam * b)[:, None]).view(-1, n, n)
+
+    def _small_time_chol(self, phi: Tensor, b: Tensor, c: "_KernelConstants") -> Tensor:
+        """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`,
+        whose columns sqrt(w_j b) e^{r_j F} g, r_j = b x_j, are computed here with the precomputed closed form
+        of :func:`expm_vector` where F is critically damped)."""
+        if c.lam is None:
+            a = noise_factor(c.F, c.g[:, None], b)
+        else:
+            k, m, n = b.shape[0], c.gl_nodes.shape[0], self.order
+            r = (b[:, None] * c.gl_nodes).reshape(-1)  # (k m,)
+            scale = torch.exp(c.lam * r) * (c.gl_weights * b[:, None]).sqrt().reshape(-1)
+            cols = _horner(r, c.g_coef) * scale[:, None]  # (k m, n)
+            a = cols.view(k, m, n).transpose(-1, -2)
+        return tril_factor(torch.cat([phi * c.s0_sqrt, a], dim=-1))
 
     @property
     def F_skew(self) -> Tensor:
