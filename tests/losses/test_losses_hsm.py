@@ -102,6 +102,11 @@ def test_eps_model_passes_normalised_time_and_converts_to_score():
     s = model.score(u, t)
     assert torch.allclose(seen["t"], torch.full((4,), 0.5, dtype=F64))
     assert torch.allclose(s, -sde.marginal(t).ell[:, None] * torch.ones(4, 2, dtype=F64))
+    # one time for the batch (the samplers' case, a memoised scalar) and distinct times agree
+    mixed = torch.tensor([0.5, 2.5, 4.0, 2.5], dtype=F64)
+    s_mixed = model.score(u, mixed)
+    assert torch.allclose(s_mixed, -sde.marginal(mixed).ell[:, None] * torch.ones(4, 2, dtype=F64))
+    assert torch.equal(s_mixed[1], s[1]) and torch.equal(s_mixed[3], s[3])
 
 
 def test_loss_shape_mismatch_is_a_clear_error():

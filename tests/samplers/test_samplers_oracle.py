@@ -149,3 +149,25 @@ def test_trajectory_callback_sees_every_step():
            callback=lambda i, t, u: seen.append((i, t, u.shape)))
     assert [s[0] for s in seen] == list(range(10)) and seen[-1][1] == pytest.approx(sde.eps)
     assert all(s[2] == (3, 6) for s in seen)
+
+
+@pytest.mark.parametrize("sampler", ["em", "pc", "sscs", "lie-trotter", "heun", "exp2m"])
+def test_in_place_updates_never_touch_states_already_handed_out(sampler):
+    """Samplers update fresh tensors in place: the caller's start state and every state given to a callback
+    (kept without copying) must stay as they were when handed out."""
+    sde = make("hold")
+    orc = MixtureOracle(sde, MIX)
+    kept, copies = [], []
+
+    def callback(i, t, u):
+        kept.append(u)
+        copies.append(u.clone())
+
+    out = sample(orc.score, sde, (5, 2), sampler=sampler, nfe=12, noise=0, dtype=F64, callback=callback)
+    assert len(kept) >= 3 and all(torch.equal(a, b) for a, b in zip(kept, copies))
+    assert torch.equal(out.u, copies[-1])
+    u0 = sde.prior_sample((5, 2), dtype=F64)
+    start = u0.clone()
+    for run in (euler_maruyama, probability_flow):
+        run(orc.score, sde, u0, time_grid("uniform", 6, sde.T, sde.eps))
+        assert torch.equal(u0, start)

@@ -71,6 +71,9 @@ class EpsModel:
 
     def score(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
         t = self._time(t, u)
+        single = self.sde.common_time(t)
+        if single is not None:  # one time for the whole batch (samplers): a memoised scalar
+            return self.eps(u, t, y, **net_kwargs) * -self.sde.ell_at(single)
         ell = self.sde.marginal(t).ell
         return -self.sde._per_sample(ell, u) * self.eps(u, t, y, **net_kwargs)
 

@@ -77,8 +77,8 @@ def _finish(sde: LinearSDE, score: _Counted, u: Tensor, t_end: float, denoise: b
 
 
 def _noise_last(sde: LinearSDE, u: Tensor, noise) -> Tensor:
-    last = sde.last(u)
-    return noise(tuple(last.shape)).to(dtype=u.dtype, device=u.device)
+    shape = (u.shape[0], u.shape[1] // sde.order, *u.shape[2:])
+    return noise(shape).to(dtype=u.dtype, device=u.device)
 
 
 # ---------------------------------------------------------------------- stochastic samplers
@@ -102,8 +102,9 @@ def _em_step(sde: LinearSDE, score, u: Tensor, t: float, t_next: float, noise) -
     """One Euler-Maruyama step of the reverse SDE from ``t`` down to ``t_next`` (one score evaluation)."""
     h = t - t_next
     drift = sde.reverse_drift(u, t, score(u, t))
-    g = float(sde.diffusion(t))
-    return u - h * drift + sde.embed_last(g * h**0.5 * _noise_last(sde, u, noise))
+    out = torch.add(u, drift, alpha=-h)
+    sde.last_view(out).add_(_noise_last(sde, u, noise), alpha=(sde.rates(t)[1] * h) ** 0.5)
+    return out
 
 
 def predictor_corrector(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, noise=None, snr: float = 0.1,
@@ -126,11 +127,12 @@ def predictor_corrector(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, noi
     noise = as_noise(noise)
     score = _Counted(score_fn)
     for i, (t, t_next) in enumerate(_steps(ts, progress, "predictor-corrector")):
-        step = 2 * (snr / float(sde.marginal(t).ell)) ** 2
+        step = 2 * (snr / sde.ell_at(t)) ** 2
         for _ in range(corrector_steps):
             s = score(u, t)
             z = _noise_last(sde, u, noise)
-            u = u + sde.embed_last(step * s + (2 * step) ** 0.5 * z)
+            u = u.clone()
+            sde.last_view(u).add_(s, alpha=step).add_(z, alpha=(2 * step) ** 0.5)
         u = _em_step(sde, score, u, t, t_next, noise)
         if callback is not None:
             callback(i, t_next, u)
@@ -211,9 +213,16 @@ def _ou_factors(sde, b: float) -> tuple[Tensor, Tensor]:
 
 def _ou_step(sde, b: float, u: Tensor, noise) -> Tensor:
     """Exact step of the linear part A: du = F^T u db + sqrt(q) e_n dW over b (reverse time)."""
-    phi, chol = sde.cached(("ou_step", float(b)), lambda: _ou_factors(sde, b))
+    b = float(b)
+    phi, chol = sde.cached(("ou_step", b), lambda: _ou_factors(sde, b))
     z = noise(tuple(u.shape)).to(dtype=u.dtype, device=u.device)
-    return sde.apply(phi, u) + sde.apply(chol, z)
+    return sde.apply(phi, u, key=("ou_step", b, "phi")) + sde.apply(chol, z, key=("ou_step", b, "chol"))
+
+
+def _score_step(sde, u: Tensor, s: Tensor, c: float) -> None:
+    """The S step in place: u_n <- u_n + c (s + L u_n) = (1 + c L) u_n + c s."""
+    last = sde.last_view(u)
+    last.mul_(1.0 + c * sde.L).add_(s, alpha=c)
 
 
 def splitting(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, scheme: str = "strang",
@@ -238,19 +247,23 @@ def splitting(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, scheme: str =
     ts = _check_grid(sde, ts)
     noise = as_noise(noise)
     score = _Counted(score_fn)
-    B = sde.schedule.integral
-    q, L = sde.q, sde.L
+    q = sde.q
+
+    def B(t: float) -> float:  # integrated beta, memoised per time (asked for at every step)
+        return sde.cached(("integral", t), lambda: float(sde.schedule.integral(t)))
+
     for i, (t, t_next) in enumerate(_steps(ts, progress, f"splitting {scheme}")):
-        b_total = float(B(t) - B(t_next))
+        b_total = B(t) - B(t_next)
         if scheme == "strang":
             t_mid = 0.5 * (t + t_next)
-            u = _ou_step(sde, float(B(t) - B(t_mid)), u, noise)
+            u = _ou_step(sde, B(t) - B(t_mid), u, noise)
             s = score(u, t_mid if score_time == "mid" else t)
-            u = u + sde.embed_last(b_total * q * (s + L * sde.last(u)))
-            u = _ou_step(sde, float(B(t_mid) - B(t_next)), u, noise)
+            _score_step(sde, u, s, b_total * q)  # u is the fresh output of the OU step: updated in place
+            u = _ou_step(sde, B(t_mid) - B(t_next), u, noise)
         else:
             s = score(u, t)
-            u = u + sde.embed_last(b_total * q * (s + L * sde.last(u)))
+            u = u.clone()
+            _score_step(sde, u, s, b_total * q)
             u = _ou_step(sde, b_total, u, noise)
         if callback is not None:
             callback(i, t_next, u)

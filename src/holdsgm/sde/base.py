@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .kernels import symmetrize, tril_factor
+from .kernels import kron_eye, symmetrize, tril_factor
 from .schedules import Schedule
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -64,6 +64,18 @@ MEMO_SIZE = 4096
 
 def _as_time(t, device=None) -> Tensor:
     return torch.as_tensor(t, dtype=torch.float64, device=device)
+
+
+def _single_time(t) -> float | None:
+    """``t`` as a Python float when it is one time (a number or a 0-dim tensor), else None."""
+    if isinstance(t, Tensor):
+        return float(t) if t.dim() == 0 else None
+    return float(t) if isinstance(t, (int, float)) else None
+
+
+#: :meth:`LinearSDE.apply` multiplies the flattened state by ``m (x) I_k`` when a component has at most
+#: this many entries per sample (2-D points: one small matmul, ~2x faster than a batched n x n product).
+FLAT_APPLY_MAX = 4
 
 
 class LinearSDE:
@@ -143,14 +155,29 @@ class LinearSDE:
         """Perturbation kernel x0 -> u_t with the auxiliaries marginalised (HSM)."""
         t = _as_time(t)
         lo, hi = self._time_range(t)
-        if t.dim() == 1 and t.numel() > 1 and lo == hi:
-            k = self.marginal(t[0])  # samplers pass one time for the whole batch: compute it once
+        if t.dim() == 0 or (t.dim() == 1 and t.numel() > 1 and lo == hi):
+            # one time (a sampler's step, or a batch at one time): computed once per time and SDE, then reused
+            k = self.cached(("marginal", lo, str(t.device)), lambda: self._marginal(t.reshape(-1)[0]))
+            if t.dim() == 0:
+                return Kernel(k.phi.clone(), k.chol.clone())
             shape = (t.numel(), self.order, self.order)
             return Kernel(k.phi.expand(shape), k.chol.expand(shape))
-        if t.dim() == 0:  # a sampler's step time: computed once per time and SDE, then reused
-            k = self.cached(("marginal", float(t), str(t.device)), lambda: self._marginal(t))
-            return Kernel(k.phi.clone(), k.chol.clone())
         return self._marginal(t)
+
+    def common_time(self, t: Tensor) -> float | None:
+        """The time shared by all entries of ``t`` (checked to lie in [0, T]), or None if they differ."""
+        lo, hi = self._time_range(_as_time(t))
+        return lo if lo == hi and t.numel() else None
+
+    def ell_at(self, t: float) -> float:
+        """ell_t = 1 / L_t[n, n] at one time, as a Python float (memoised)."""
+        t = float(t)
+        return self.cached(("ell", t), lambda: float(self.marginal(t).ell))
+
+    def rates(self, t: float) -> tuple[float, float]:
+        """(beta(t), g(t)^2) at one time, as Python floats (memoised: samplers ask at every step)."""
+        t = float(t)
+        return self.cached(("rates", t), lambda: (float(self.beta(t)), float(self.g2(t))))
 
     def cached(self, key, make):
         """``make()``, memoised on this SDE under ``key`` (a hashable of plain values).
@@ -205,13 +232,37 @@ class LinearSDE:
         zeros = torch.zeros_like(y)
         return self.join(*([zeros] * (self.order - 1) + [y]))
 
-    def apply(self, m: Tensor, u: Tensor) -> Tensor:
-        """Per-coordinate n x n matrix times state. ``m`` is (n, n) or (B, n, n); float64 is cast."""
+    def last_view(self, u: Tensor) -> Tensor:
+        """The last component of ``u`` as a view (for in-place updates; unlike :meth:`last`, ``narrow``
+        returns a single view, which autograd lets one modify in place)."""
+        c = u.shape[1] // self.order
+        return u.narrow(1, u.shape[1] - c, c)
+
+    def apply(self, m: Tensor, u: Tensor, key=None) -> Tensor:
+        """Per-coordinate n x n matrix times state. ``m`` is (n, n) or (B, n, n); float64 is cast.
+
+        ``key`` (for a constant m, e.g. F or a memoised step matrix) memoises the prepared operator:
+        m cast to the state's dtype and device, as ``m (x) I_k`` when a component holds at most
+        FLAT_APPLY_MAX entries per sample (the flattened state is then multiplied by one small matrix).
+        """
         b = u.shape[0]
-        uu = u.reshape(b, self.order, -1)
-        m = m.to(dtype=u.dtype, device=u.device)
-        out = torch.matmul(m, uu) if m.dim() == 3 else torch.einsum("ij,bjk->bik", m, uu)
-        return out.reshape(u.shape)
+        if m.dim() == 3:
+            uu = u.reshape(b, self.order, -1)
+            return torch.matmul(m.to(dtype=u.dtype, device=u.device), uu).reshape(u.shape)
+        k = u[0].numel() // self.order
+        if key is None:
+            op = self._operator(m, k, u.dtype, u.device)
+        else:
+            op = self.cached(("operator", key, k, u.dtype, str(u.device)),
+                             lambda: self._operator(m, k, u.dtype, u.device))
+        if k <= FLAT_APPLY_MAX:
+            return (u.reshape(b, -1) @ op).reshape(u.shape)
+        return torch.matmul(op, u.reshape(b, self.order, k)).reshape(u.shape)
+
+    @staticmethod
+    def _operator(m: Tensor, k: int, dtype, device) -> Tensor:
+        m = m.to(dtype=dtype, device=device)
+        return kron_eye(m, k).transpose(0, 1) if k <= FLAT_APPLY_MAX else m
 
     def state_shape(self, data_shape) -> tuple[int, ...]:
         data_shape = tuple(data_shape)
@@ -230,8 +281,11 @@ class LinearSDE:
     # ------------------------------------------------------------------ forward process
     def drift(self, u: Tensor, t) -> Tensor:
         """Forward drift beta(t) F u."""
+        single = _single_time(t)
+        if single is not None:
+            return self.apply(self.F, u, key="F") * self.rates(single)[0]
         t = self._batch_time(t, u)
-        return self._per_sample(self.beta(t), u) * self.apply(self.F, u)
+        return self._per_sample(self.beta(t), u) * self.apply(self.F, u, key="F")
 
     def diffusion(self, t) -> Tensor:
         """g(t): the noise scale on the last component (the other components get none)."""
@@ -295,6 +349,12 @@ class LinearSDE:
         PF-ODE:       f(u, t) - (1/2) g^2 e_n s     (Song et al. 2021, eq. 13)
         A sampler moving from t to t - h uses u - h * reverse_drift (+ g sqrt(h) e_n z for the SDE).
         """
+        single = _single_time(t)
+        if single is not None:  # one time for the batch (samplers): scalar coefficients, one in-place update
+            beta, g2 = self.rates(single)
+            out = self.apply(self.F, u, key="F") * beta
+            self.last_view(out).sub_(score.to(out.dtype), alpha=(0.5 if probability_flow else 1.0) * g2)
+            return out
         t = self._batch_time(t, u)
         coef = (0.5 if probability_flow else 1.0) * self._per_sample(self.g2(t), score)
         return self.drift(u, t) - self.embed_last(coef * score)
