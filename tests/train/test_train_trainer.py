@@ -188,3 +188,17 @@ def test_mlp_on_images_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unet"):
         Trainer(Config.from_dict(d), tmp_path / "r", verbose=False)
     assert find_checkpoint(tmp_path / "r") is None
+
+
+@pytest.mark.parametrize("clip", [1e-6, 1e6])
+def test_gradient_clipping_applies_above_the_threshold_only(tmp_path, clip):
+    """train_step returns the norm before clipping; the gradients it stepped with (still held until the
+    next step) have norm min(norm, clip)."""
+    trainer = Trainer(tiny_config(f"train.grad_clip={clip}", steps=2), tmp_path / "r", verbose=False)
+    try:
+        _, gnorm = trainer.train_step()
+        after = float(torch.nn.utils.get_total_norm([p.grad for p in trainer._params if p.grad is not None]))
+    finally:
+        trainer.close()
+    assert gnorm > 1e-5
+    assert after == pytest.approx(min(gnorm, clip), rel=1e-4)

@@ -526,7 +526,8 @@ class Trainer:
                 f"non-finite {what} ({value}) at step {step + 1}; training stopped without "
                 f"writing a checkpoint; last good checkpoint: {self.last_checkpoint or 'none'}"
             )
-        if tc.grad_clip > 0:
+        if tc.grad_clip > 0 and gnorm_v + 1e-6 > tc.grad_clip:
+            # below the threshold the clip factor is exactly 1 (a no-op multiply, skipped)
             torch.nn.utils.clip_grads_with_norm_(params, tc.grad_clip, gnorm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
