@@ -124,8 +124,14 @@ def noise_factor(F: Tensor, g: Tensor, b: Tensor, m: int = GL_NODES) -> Tensor:
     g = g.to(torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64, device=F.device)
     x, w = gauss_legendre(m, device=F.device)
+    return gauss_legendre_factor(lambda r: expm_vector(F, g[:, 0], r), b, x, w)
+
+
+def gauss_legendre_factor(expm_g, b: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """The quadrature of :func:`noise_factor` on nodes x and weights w (on [0, 1]), with e^{rF} g given as
+    ``expm_g(r) -> (..., n)`` (callers with precomputed closed-form coefficients pass their own)."""
     r = b[..., None] * x  # (..., m)
-    cols = expm_vector(F, g[:, 0], r) * torch.sqrt(w * b[..., None])[..., None]  # (..., m, n)
+    cols = expm_g(r) * torch.sqrt(w * b[..., None])[..., None]  # (..., m, n)
     return cols.transpose(-1, -2)
 
 
@@ -150,7 +156,7 @@ def expm_vector(F: Tensor, g: Tensor, r: Tensor) -> Tensor:
     split = _closed_form_vectors(f_key, g_key, n)
     if split is not None:
         lam, vecs = split
-        return torch.exp(lam * r)[..., None] * (_powers(r, n) @ vecs.to(F.device))
+        return exp_poly(lam, vecs.to(F.device), r)
     coef, norm = _taylor_coefficients(f_key, g_key, n)
     if r.numel() == 0 or float(r.abs().max()) * norm > 1.0:
         return (expm_scaled(F, r) @ g[:, None])[..., 0]
@@ -165,6 +171,19 @@ def _closed_form_vectors(f_key: tuple, g_key: tuple, n: int):
         return None
     lam, coef = split
     return lam, coef @ torch.tensor(g_key, dtype=torch.float64)
+
+
+def exp_poly(lam: float, coef: Tensor, x: Tensor) -> Tensor:
+    """e^{lam x} sum_k x^k coef[k] for scalars x (shape (...,)) and coefficient rows coef (K, d): (..., d).
+
+    The critically damped closed forms of :func:`expm_scaled` and :func:`expm_vector`; the polynomial by
+    Horner's rule (one fused multiply-add per degree; a zero coefficient adds exactly nothing).
+    """
+    flat = x.reshape(-1)
+    acc = coef[-1].expand(flat.shape[0], -1)
+    for k in range(coef.shape[0] - 2, -1, -1):
+        acc = torch.addcmul(coef[k], acc, flat[:, None])
+    return (acc * torch.exp(lam * flat)[:, None]).reshape(*x.shape, coef.shape[-1])
 
 
 def _powers(r: Tensor, k: int) -> Tensor:
@@ -205,8 +224,7 @@ def expm_scaled(F: Tensor, b: Tensor) -> Tensor:
     if split is None:
         return torch.linalg.matrix_exp(b[..., None, None] * F)
     lam, coef = split
-    poly = torch.tensordot(_powers(b, n), coef.to(b.device), dims=([-1], [0]))  # (..., n, n)
-    return torch.exp(lam * b)[..., None, None] * poly
+    return exp_poly(lam, coef.reshape(n, n * n).to(b.device), b).reshape(*b.shape, n, n)
 
 
 def tril_factor(m: Tensor) -> Tensor:

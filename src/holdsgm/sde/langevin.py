@@ -24,23 +24,15 @@ from .kernels import (
     GL_NODES,
     _single_eigenvalue_split,
     cholesky,
+    exp_poly,
     expm_scaled,
     gauss_legendre,
+    gauss_legendre_factor,
     noise_factor,
     tril_factor,
     van_loan,
 )
 from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule, schedule_from_dict
-
-
-def _horner(x: Tensor, coef: Tensor) -> Tensor:
-    """sum_k x^k coef[k] for a 1-D x and coefficient rows coef (K, d): (len(x), d), by Horner's rule
-    (one fused multiply-add per degree: the polynomial parts of the critically damped closed forms)."""
-    xc = x[:, None]
-    acc = coef[-1].expand(x.shape[0], -1)
-    for k in range(coef.shape[0] - 2, -1, -1):
-        acc = torch.addcmul(coef[k], acc, xc)
-    return acc
 
 
 class _KernelConstants(NamedTuple):
@@ -284,20 +276,15 @@ class Langevin(PhaseSpaceSDE):
         if c.lam is None:
             return expm_scaled(c.F, b)
         n = self.order
-        return (_horner(b, c.phi_coef) * torch.exp(c.lam * b)[:, None]).view(-1, n, n)
+        return exp_poly(c.lam, c.phi_coef, b).view(-1, n, n)
 
     def _small_time_chol(self, phi: Tensor, b: Tensor, c: "_KernelConstants") -> Tensor:
-        """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`,
-        whose columns sqrt(w_j b) e^{r_j F} g, r_j = b x_j, are computed here with the precomputed closed form
-        of :func:`expm_vector` where F is critically damped)."""
+        """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`;
+        for a critically damped F with its closed-form coefficients precomputed)."""
         if c.lam is None:
             a = noise_factor(c.F, c.g[:, None], b)
         else:
-            k, m, n = b.shape[0], c.gl_nodes.shape[0], self.order
-            r = (b[:, None] * c.gl_nodes).reshape(-1)  # (k m,)
-            scale = torch.exp(c.lam * r) * (c.gl_weights * b[:, None]).sqrt().reshape(-1)
-            cols = _horner(r, c.g_coef) * scale[:, None]  # (k m, n)
-            a = cols.view(k, m, n).transpose(-1, -2)
+            a = gauss_legendre_factor(lambda r: exp_poly(c.lam, c.g_coef, r), b, c.gl_nodes, c.gl_weights)
         return tril_factor(torch.cat([phi * c.s0_sqrt, a], dim=-1))
 
     @property
