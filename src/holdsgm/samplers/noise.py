@@ -38,10 +38,12 @@ class PerSampleNoise:
     """Standard normal draws where row i depends only on ``seeds[i]`` and the draw count.
 
     A counter-based generator: every pair of numbers comes from a SplitMix64 hash of (seed, draw index,
-    pair index), split into two 32-bit uniforms and turned into two normals by Box-Muller (tails are
-    resolved to ~6.6 sd), so a whole batch is generated at once (vectorised) while each
-    sample's noise stays independent of the batch size, the batch it lands in, the device and the
-    number of processes (EDM's per-sample seeding, without a generator per sample).
+    pair index), split into a 32-bit uniform for Box-Muller's radius (float64; tails resolved to ~6.6 sd)
+    and a 24-bit one for its angle (cosine and sine in float32, the output's precision), so a whole batch
+    is generated at once (vectorised) while each sample's noise stays independent of the batch size, the
+    batch it lands in, the device and the number of processes (EDM's per-sample seeding, without a
+    generator per sample). Bit for bit on one machine; NumPy's float32 trigonometry may differ in the
+    last bit between CPU families (its SIMD kernels are chosen at run time).
     """
 
     def __init__(self, seeds: Sequence[int]):
@@ -56,17 +58,32 @@ class PerSampleNoise:
         per_row = int(np.prod(shape[1:], dtype=np.int64))
         pairs = (per_row + 1) // 2
         idx = np.arange(pairs, dtype=np.uint64)
+        draws = self._draws
         with np.errstate(over="ignore"):
-            stream = _splitmix64((self._draws[:, None] << np.uint64(32)) + idx[None, :])
+            if draws.size and (draws == draws[0]).all():
+                # the usual case (every sample has drawn as often): the (draw, pair) hash is one row
+                stream = _splitmix64((draws[0] << np.uint64(32)) + idx)[None, :]
+            else:
+                stream = _splitmix64((draws[:, None] << np.uint64(32)) + idx[None, :])
             bits = _splitmix64(self._keys[:, None] ^ stream)
         self._draws += np.uint64(1)
-        # one 64-bit hash -> two 32-bit uniforms -> two normals (Box-Muller's cosine and sine)
-        u1 = ((bits >> np.uint64(32)).astype(np.float64) + 0.5) * 2.0**-32
-        u2 = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * 2.0**-32
-        radius = np.sqrt(-2.0 * np.log(u1))
-        angle = 2.0 * np.pi * u2
-        z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :per_row]
-        return torch.from_numpy(z.astype(np.float32)).reshape(shape)
+        # one 64-bit hash -> two uniforms -> two normals by Box-Muller: the radius from the high 32 bits
+        # in float64, the angle from the next 24 bits on a float32 lattice, its cosine and sine in
+        # float32 (NumPy's vectorised kernels: ~9x faster than float64 libm calls, and the same value
+        # whatever the element's position in the array, so rows stay batch-independent)
+        radius = (bits >> np.uint64(32)).astype(np.float64)
+        radius += 0.5
+        radius *= 2.0**-32  # u1 in (0, 1): never 0
+        np.log(radius, out=radius)
+        radius *= -2.0
+        np.sqrt(radius, out=radius)
+        r32 = radius.astype(np.float32)
+        angle = ((bits >> np.uint64(8)) & np.uint64(0xFFFFFF)).astype(np.float32)
+        angle *= np.float32(2.0 * np.pi * 2.0**-24)
+        z = np.empty((len(self.seeds), 2 * pairs), dtype=np.float32)
+        np.multiply(r32, np.cos(angle), out=z[:, :pairs])
+        np.multiply(r32, np.sin(angle, out=angle), out=z[:, pairs:])
+        return torch.from_numpy(z[:, :per_row]).reshape(shape)
 
     def select(self, index) -> "PerSampleNoise":
         """The sub-source for a subset of samples (keeps each sample's draw count)."""
