@@ -13,9 +13,11 @@ The per-sample loss is averaged over the data's elements (so values are comparab
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as nnf
 from torch import Tensor
 
 from ..sde.base import LinearSDE
@@ -29,16 +31,24 @@ def sample_times(n: int, sde: LinearSDE, *, stratified: bool = True, generator: 
     shared random offset (low-discrepancy sampling as in Kingma et al. 2021), lower variance."""
     if stratified:
         u0 = torch.rand((), dtype=torch.float64, generator=generator)
-        u = (u0 + torch.arange(n, dtype=torch.float64) / n) % 1.0
+        u = (u0 + _strata(n)) % 1.0
     else:
         u = torch.rand(n, dtype=torch.float64, generator=generator)
     return (sde.eps + (sde.T - sde.eps) * u).to(device)
 
 
+@functools.lru_cache(maxsize=8)
+def _strata(n: int) -> Tensor:
+    """The strata's left ends i / n, i < n (float64; read-only use)."""
+    return torch.arange(n, dtype=torch.float64) / n
+
+
 def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Tensor | None = None,
              eps: Tensor | None = None, weighting: str = "unit", y: Tensor | None = None,
-             stratified: bool = True, generator: torch.Generator | None = None) -> Tensor:
-    """Per-sample HSM/DSM loss, shape (batch,).
+             stratified: bool = True, generator: torch.Generator | None = None,
+             reduction: str = "none") -> Tensor:
+    """HSM/DSM loss per sample, shape (batch,), or with ``reduction="mean"`` its batch mean (a scalar:
+    the training objective, in fewer operations).
 
     Args:
         eps_fn: ``eps_fn(u_t, t, y)`` predicting eps_n (e.g. :meth:`EpsModel.eps`); ``t`` is physical time.
@@ -47,6 +57,8 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if reduction not in ("none", "mean"):
+        raise ValueError(f"reduction must be 'none' or 'mean', got {reduction!r}")
     b = x0.shape[0]
     if t is None:
         t = sample_times(b, sde, stratified=stratified, generator=generator, device=x0.device)
@@ -62,8 +74,10 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
     if pred.shape != target.shape:
         raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(target.shape)} "
                          f"(the data's shape)")
-    per_sample = ((pred - target) ** 2).flatten(1).mean(1)
+    if reduction == "mean" and weighting == "unit":  # every sample has as many elements: the plain mean
+        return nnf.mse_loss(pred, target)
+    per_sample = nnf.mse_loss(pred, target, reduction="none").flatten(1).mean(1)
     if weighting == "likelihood":
         lam = sde.g2(t) * kernel.ell**2
         per_sample = per_sample * lam.to(per_sample)
-    return per_sample
+    return per_sample.mean() if reduction == "mean" else per_sample

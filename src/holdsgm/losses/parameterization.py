@@ -59,7 +59,7 @@ class EpsModel:
 
     def eps(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
         t = self._time(t, u)
-        tn = (t / self.sde.T).to(u.dtype)
+        tn = (t / self.sde.T if self.sde.T != 1.0 else t).to(u.dtype)  # t / 1 is t: one operation fewer
         out = self.net(u, tn, y, **net_kwargs) if (y is not None or net_kwargs) else self.net(u, tn)
         if self.mixed:
             row = gaussian_precision_row(self.sde, t, self.data_var)  # (B, n)

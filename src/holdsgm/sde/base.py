@@ -319,6 +319,9 @@ class LinearSDE:
         k = kernel if kernel is not None else self.marginal(t)
         b = x0.shape[0]
         mean = k.phi[..., :, :1].to(dtype=x0.dtype, device=x0.device) * x0.reshape(b, 1, -1)  # Phi [x0, 0..]
+        if k.chol.dim() == 3:  # a kernel per sample (training): mean + L eps in one batched product
+            chol = k.chol.to(dtype=eps.dtype, device=eps.device)
+            return torch.baddbmm(mean, chol, eps.reshape(b, self.order, -1)).reshape(eps.shape)
         return mean.reshape(eps.shape) + self.apply(k.chol, eps)
 
     # ------------------------------------------------------------------ prior

@@ -8,6 +8,8 @@ import copy
 import torch
 from torch import nn
 
+from .flat import FlatParameters
+
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     """Decay used for update ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))`` with warm-up
@@ -24,7 +26,18 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._src: list[torch.Tensor] = []
         self._dst: list[torch.Tensor] = []
+        self._flat: tuple[torch.Tensor, torch.Tensor] | None = None
         self._bind(model)
+
+    def use_flat(self, src: FlatParameters) -> bool:
+        """Keep the averaged weights in one flat buffer laid out as ``src`` (the trained parameters' flat
+        buffer), so an update is one ``lerp_`` (elementwise: the same values as per tensor). Only when
+        ``src`` holds exactly the averaged parameters in the same order; returns whether it does."""
+        if len(src.params) != len(self._src) or any(a is not b for a, b in zip(src.params, self._src)):
+            return False
+        dst = FlatParameters(self._dst, grads=False)
+        self._flat = (dst.param.detach(), src.param.detach())
+        return True
 
     def _bind(self, model: nn.Module) -> None:
         src = dict(model.named_parameters())
@@ -37,7 +50,13 @@ class EMA:
     @torch.no_grad()
     def update(self, step: int) -> None:
         d = ema_decay_at(step, self.decay, self.warmup)
-        if d == 0.0:
+        if self._flat is not None:
+            dst, src = self._flat
+            if d == 0.0:
+                dst.copy_(src)
+            else:
+                dst.lerp_(src, 1.0 - d)
+        elif d == 0.0:
             torch._foreach_copy_(self._dst, self._src)
         else:
             torch._foreach_lerp_(self._dst, self._src, 1.0 - d)  # no_grad: no detached copies needed

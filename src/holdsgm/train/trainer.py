@@ -56,6 +56,7 @@ from .distributed import (
     shutdown_distributed,
 )
 from .ema import EMA
+from .flat import FlatParameters, join_optimizer_state, split_optimizer_state
 
 log = logging.getLogger("holdsgm.train")
 
@@ -207,6 +208,10 @@ class Trainer:
         self.data_var = comp.data_var
         self.net = comp.net.to(self.device)
         self._params = [p for p in self.net.parameters() if p.requires_grad]
+        try:  # one buffer for the values, one for the gradients: AdamW, norm, clipping and EMA in one op each
+            self.flat: FlatParameters | None = FlatParameters(self._params)
+        except ValueError:  # mixed dtypes or devices: per-tensor updates
+            self.flat = None
         self.n_params = sum(p.numel() for p in self.net.parameters())
         self.speech = comp.train if comp.info.is_speech else None  # a SpeechDataset: segments per step
         self.train_x = self.train_y = None
@@ -218,7 +223,9 @@ class Trainer:
         self.state_shape = self.sde.state_shape((1, *self.info.data_shape))[1:]
 
         self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
-        self.optimizer = _adamw(self._params, tc)
+        if self.flat is not None:
+            self.ema.use_flat(self.flat)
+        self.optimizer = _adamw([self.flat.param] if self.flat is not None else self._params, tc)
         amp_on = tc.amp != "none" and self.device.type == "cuda"
         if tc.amp != "none" and not amp_on:
             log.info("train.amp=%s has no effect on %s; training in float32", tc.amp, self.device.type)
@@ -283,7 +290,7 @@ class Trainer:
             "network": {"kind": self.net.kind, "config": dict(self.net.config)},
             "eps_model": {"mixed": self.config.model.mixed_score, "data_var": self.data_var},
             "dataset": self.info.to_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self._optimizer_state(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": {
                 "torch_cpu": rng_cpu_all,
@@ -297,6 +304,14 @@ class Trainer:
             "world_size": self.dist.world_size,
             "versions": {"holdsgm": str(__version__), "torch": str(torch.__version__)},
         }
+
+    def _optimizer_state(self) -> dict:
+        """The optimiser's state in the per-parameter layout (whether or not the parameters are flat)."""
+        state = self.optimizer.state_dict()
+        return split_optimizer_state(state, self.flat) if self.flat is not None else state
+
+    def _load_optimizer_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(join_optimizer_state(state, self.flat) if self.flat is not None else state)
 
     def _all_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.net.parameters()) and all(
@@ -362,7 +377,7 @@ class Trainer:
                 f", the config loads {self.info.name!r} {self.info.data_shape}"
             )
         try:
-            self.optimizer.load_state_dict(st["optimizer"])
+            self._load_optimizer_state(st["optimizer"])
             if self.scaler is not None and st.get("scaler"):
                 self.scaler.load_state_dict(st["scaler"])
             self.generator.set_state(st["rng"]["generator"])
@@ -490,7 +505,7 @@ class Trainer:
             x0, y = self._speech_batch(step)  # y: the log-mel condition
         else:
             idx = self.sampler.batch_at(step).to(self.device)
-            x0, y = self.train_x[idx], None
+            x0, y = self.train_x.index_select(0, idx), None
         if self._nan_step is not None and step == self._nan_step:
             x0 = torch.full_like(x0, float("nan"))
         lr = lr_at(step, tc.lr, tc.warmup_steps)
@@ -502,22 +517,32 @@ class Trainer:
         else:
             t, eps, drop = self._draw()
             if self.train_y is not None:
-                y = self.train_y[idx]
+                y = self.train_y.index_select(0, idx)
                 if drop is not None:
                     y = torch.where(drop, torch.full_like(y, self.info.n_classes), y)
             if self.priorgrad is not None:
                 x0 = x0 / self.priorgrad.std(y)  # the SDE runs on u / sigma
             loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting,
-                            y=y).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        params = self._params
+                            y=y, reduction="mean")
+        flat = self.flat
+        if flat is not None:
+            flat.zero_grad()  # backward accumulates into the flat buffer's views
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        gnorm = torch.nn.utils.get_total_norm(grads)
+        if flat is not None:
+            flat.gather()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if flat is not None:
+            params = [flat.param]
+            gnorm = torch.linalg.vector_norm(flat.param.grad)
+        else:
+            params = self._params
+            gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         loss_v, gnorm_v = torch.stack([loss.detach().float(), gnorm.float()]).tolist()
         if not math.isfinite(loss_v) or (not math.isfinite(gnorm_v) and self.scaler is None):
             what = "loss" if not math.isfinite(loss_v) else "gradient norm"
@@ -656,7 +681,7 @@ class Trainer:
 
     def close(self) -> None:
         """Release the model and optimizer, then leave the process group (the gloo teardown fix)."""
-        for name in ("train_net", "eps_model", "optimizer", "ema", "net", "scaler"):
+        for name in ("train_net", "eps_model", "optimizer", "ema", "flat", "net", "scaler"):
             if hasattr(self, name):
                 delattr(self, name)
         if getattr(self, "stats", None) is not None:
