@@ -88,6 +88,9 @@ def test_optimizer_state_round_trips_and_bad_states_are_refused():
     for k, v in opt.state_dict()["state"][0].items():
         assert torch.equal(joined["state"][0][k], v)
     fresh = _adamw([FlatParameters(list(_net().parameters())).param])
+    # before the first step there is no state, in either layout
+    per_tensor_fresh = _adamw(_net().parameters()).state_dict()["state"]
+    assert split_optimizer_state(fresh.state_dict(), flat)["state"] == per_tensor_fresh == {}
     assert join_optimizer_state(fresh.state_dict() | {"param_groups": per["param_groups"]}, flat)["state"] == {}
     short = copy.deepcopy(per)
     short["param_groups"][0]["params"] = short["param_groups"][0]["params"][:-1]

@@ -87,25 +87,26 @@ class FlatParameters:
         return True
 
 
+def _per_element(values, sizes) -> bool:
+    """Whether optimiser-state values hold one entry per parameter element (AdamW's moments) rather than
+    one per tensor (the step count): tensors of the given sizes, some of which exceed one element."""
+    return all(torch.is_tensor(v) and v.numel() == n for v, n in zip(values, sizes)) and any(n > 1 for n in sizes)
+
+
 def split_optimizer_state(state: dict, flat: FlatParameters) -> dict:
     """A one-tensor optimiser's ``state_dict`` as the per-parameter one (parameter ids 0..k-1 in
-    ``flat.params`` order): tensors of the flat size are cut into the parameters' shapes, others (the
-    step count) copied to each."""
+    ``flat.params`` order): per-element tensors are cut into the parameters' shapes, the rest (the step
+    count) copied to each; no state (before the first step) stays none."""
     (group,) = state["param_groups"]
-    total = flat.param.numel()
-    per = {}
-    for key, value in state["state"].get(group["params"][0], {}).items():
-        per[key] = (
-            torch.split(value.reshape(-1), flat.sizes) if torch.is_tensor(value) and value.numel() == total > 1
-            else None
-        )
-    out = {}
-    for i, shape in enumerate(flat.shapes):
-        out[i] = {}
-        for key, value in state["state"].get(group["params"][0], {}).items():
-            parts = per[key]
-            out[i][key] = parts[i].reshape(shape).clone() if parts is not None else (
-                value.clone() if torch.is_tensor(value) else value)
+    flat_state = state["state"].get(group["params"][0], {})
+    out: dict = {i: {} for i in range(len(flat.params))} if flat_state else {}
+    for key, value in flat_state.items():
+        if _per_element([value], [flat.param.numel()]):
+            for i, (part, shape) in enumerate(zip(torch.split(value.reshape(-1), flat.sizes), flat.shapes)):
+                out[i][key] = part.reshape(shape).clone()
+        else:
+            for per in out.values():
+                per[key] = value.clone() if torch.is_tensor(value) else value
     return {"state": out, "param_groups": [dict(group, params=list(range(len(flat.params))))]}
 
 
@@ -127,9 +128,7 @@ def join_optimizer_state(state: dict, flat: FlatParameters) -> dict:
             raise ValueError("optimizer state is missing for some parameters")
         for key in per[0]:
             values = [s[key] for s in per]
-            if torch.is_tensor(values[0]) and all(
-                v.numel() == n for v, n in zip(values, flat.sizes)
-            ) and any(n > 1 for n in flat.sizes):
+            if _per_element(values, flat.sizes):
                 joined[key] = torch.cat([v.reshape(-1) for v in values])
             else:
                 first = values[0]
