@@ -24,10 +24,8 @@ from .kernels import (
     GL_NODES,
     _single_eigenvalue_split,
     cholesky,
-    exp_poly,
     expm_scaled,
     gauss_legendre,
-    gauss_legendre_factor,
     noise_factor,
     tril_factor,
     van_loan,
@@ -46,8 +44,10 @@ class _KernelConstants(NamedTuple):
     F: Tensor
     g: Tensor  # the noise column sqrt(q) e_n, (n,)
     lam: float | None  # critically damped F = lam I + N: the eigenvalue, else None
-    phi_coef: Tensor | None  # (n, n*n): rows N^k / k!
-    g_coef: Tensor | None  # (n, n): rows N^k g / k!
+    # critically damped only (else None), see _polynomial_constants:
+    coef0: Tensor | None  # (1, P): the constant terms of every polynomial below
+    coef: Tensor | None  # (2n-2, P): their b^1 .. b^(2n-2) coefficients; P = 2 n^2 + (n + GL_NODES) n
+    small_rate: Tensor | None  # (n + GL_NODES,): the exponential rate (times b) of each square-root row
     gl_nodes: Tensor
     gl_weights: Tensor
 
@@ -226,7 +226,9 @@ class Langevin(PhaseSpaceSDE):
         form (Gauss-Legendre noise factor and a QR, as :meth:`LinearSDE._marginal`): the kernel is
         near-singular there. As accurate as the square-root form (checked against 40-digit arithmetic) and a
         few cheap batched operations with constants computed once: the kernel at a training batch's random
-        times is a noticeable part of a small model's step.
+        times is a noticeable part of a small model's step. For a critically damped F (every preset) Phi,
+        Phi (S - S0) Phi^T and the square-root form's matrix are polynomials in b times exponentials, each
+        evaluated as one product of b's powers with precomputed coefficients (:meth:`_polynomial_constants`).
         """
         t = torch.as_tensor(t, dtype=torch.float64)
         c = self._kernel_constants(t.device)
@@ -234,13 +236,20 @@ class Langevin(PhaseSpaceSDE):
         if c.b_origin:
             b = (b - c.b_origin).clamp_min(0)
         n = self.order
-        phi = self._expm(b, c)
+        poly = None
+        if c.lam is None:
+            phi = expm_scaled(c.F, b)
+            cov = c.eye - (phi * c.gap) @ phi.transpose(-1, -2)  # S - Phi (S - S0) Phi^T
+        else:  # b^1 .. b^(2n-2) by a running product, then every polynomial in one product
+            poly = torch.addmm(c.coef0, b[:, None].expand(-1, c.coef.shape[0]).cumprod(1), c.coef)
+            decay = torch.exp(c.lam * b)[:, None]
+            phi = (poly[:, :n * n] * decay).view(-1, n, n)
+            cov = torch.addcmul(c.eye.view(-1), poly[:, n * n:2 * n * n], decay * decay, value=-1.0).view(-1, n, n)
         small = torch.nonzero(b <= c.b_small)[:, 0]
-        cov = c.eye - (phi * c.gap) @ phi.transpose(-1, -2)  # S - Phi (S - S0) Phi^T
         chol, info = torch.linalg.cholesky_ex(cov)
         if small.numel():  # their Cholesky may have failed (near-singular): replaced here
             info = info.index_fill(0, small, 0)
-            chol.index_copy_(0, small, self._small_time_chol(phi.index_select(0, small), b.index_select(0, small), c))
+            chol.index_copy_(0, small, self._small_time_chol(phi, b, poly, small, c))
         if bool(info.any()):  # not expected where b ||F|| > 1; the jittered, checked factorisation decides
             bad = torch.nonzero(info)[:, 0]
             chol.index_copy_(0, bad, cholesky(cov.index_select(0, bad)))
@@ -253,39 +262,69 @@ class Langevin(PhaseSpaceSDE):
             split = _single_eigenvalue_split(tuple(self.F.flatten().tolist()), n)
             g = self._noise_column(device)[:, 0]
             x, w = gauss_legendre(GL_NODES, device=device)
+            gap = torch.full((n,), 1.0 / self.L, dtype=torch.float64) - self.initial_cov().diagonal()
+            s0_sqrt = self.initial_cov().diagonal().sqrt()
+            poly = (None,) * 3 if split is None else self._polynomial_constants(split, gap, s0_sqrt, g.cpu())
             return _KernelConstants(
                 b_origin=float(self.schedule.integral(0.0)),
                 b_small=1.0 / self._norm(self.F),
-                gap=(torch.full((n,), 1.0 / self.L, dtype=torch.float64) - self.initial_cov().diagonal()).to(device),
+                gap=gap.to(device),
                 eye=(torch.eye(n, dtype=torch.float64) / self.L).to(device),
-                s0_sqrt=self.initial_cov().diagonal().sqrt().to(device),
+                s0_sqrt=s0_sqrt.to(device),
                 F=self.F.to(device),
                 g=g,
                 lam=None if split is None else split[0],
-                phi_coef=None if split is None else split[1].reshape(n, n * n).to(device),
-                g_coef=None if split is None else (split[1] @ g.cpu()).to(device),
+                **{k: None if v is None else v.to(device) for k, v in zip(("coef0", "coef", "small_rate"), poly)},
                 gl_nodes=x,
                 gl_weights=w,
             )
 
         return self.cached(("kernel-constants", str(device)), make)
 
-    def _expm(self, b: Tensor, c: "_KernelConstants") -> Tensor:
-        """expm(b F) for a 1-D batch of b: the critically damped closed form e^{lambda b} sum_k b^k N^k / k!
-        (as :func:`expm_scaled`) with its coefficients precomputed, else ``expm_scaled``."""
-        if c.lam is None:
-            return expm_scaled(c.F, b)
-        n = self.order
-        return exp_poly(c.lam, c.phi_coef, b).view(-1, n, n)
+    def _polynomial_constants(self, split, gap: Tensor, s0_sqrt: Tensor, g: Tensor) -> tuple[Tensor, ...]:
+        """Coefficients of the critically damped kernel as polynomials in b (F = lam I + N, N^n = 0).
 
-    def _small_time_chol(self, phi: Tensor, b: Tensor, c: "_KernelConstants") -> Tensor:
-        """Square-root form below b ||F|| = 1: QR of [Phi S0^(1/2), noise factor] (see :func:`noise_factor`;
-        for a critically damped F with its closed-form coefficients precomputed)."""
-        if c.lam is None:
+        With A_k = N^k / k!, Phi = e^{lam b} sum_{k<n} b^k A_k (MATH.md) and
+
+            Phi (S - S0) Phi^T = e^{2 lam b} sum_{d <= 2n-2} b^d sum_{k+l=d} A_k diag(S - S0) A_l^T;
+
+        the square-root form's matrix M^T = [Phi S0^(1/2), A]^T (see :func:`noise_factor`) has rows
+        e^{lam b} s0_i sum_k b^k (A_k)_{:,i} and, for Gauss-Legendre node x_j and weight w_j,
+        e^{lam b x_j} sqrt(b) sum_k b^k sqrt(w_j) x_j^k A_k g. Returns (coef0, coef, small_rate), float64 on
+        the CPU: the polynomials' coefficients side by side [Phi | Phi (S - S0) Phi^T | M^T] (constant terms
+        apart, for one ``addmm``), and the rows' exponential rates (lam, and lam x_j).
+        """
+        lam, a = split  # a: (n, n, n), a[k] = N^k / k!
+        n = self.order
+        x, w = gauss_legendre(GL_NODES)
+        rows = n + GL_NODES
+        phi_part = torch.zeros(2 * n - 1, n, n, dtype=torch.float64)
+        phi_part[:n] = a
+        cov_part = torch.zeros(2 * n - 1, n, n, dtype=torch.float64)
+        root_part = torch.zeros(2 * n - 1, rows, n, dtype=torch.float64)
+        for k in range(n):
+            for m in range(n):
+                cov_part[k + m] += (a[k] * gap) @ a[m].T
+            root_part[k, :n] = (a[k] * s0_sqrt).T  # row i: s0_i (A_k)_{:, i}
+            root_part[k, n:] = (w.sqrt() * x**k)[:, None] * (a[k] @ g)
+        coef = torch.cat([part.reshape(2 * n - 1, -1) for part in (phi_part, cov_part, root_part)], dim=1)
+        rate = lam * torch.cat([torch.ones(n, dtype=torch.float64), x])
+        return coef[:1], coef[1:], rate
+
+    def _small_time_chol(self, phi: Tensor, b: Tensor, poly: Tensor | None, idx: Tensor,
+                         c: "_KernelConstants") -> Tensor:
+        """Square-root form below b ||F|| = 1 for the times ``b[idx]``: QR of [Phi S0^(1/2), noise factor]
+        (see :func:`noise_factor`); for a critically damped F that matrix's polynomial part is in ``poly``
+        (:meth:`_polynomial_constants`)."""
+        b = b.index_select(0, idx)
+        if poly is None:
             a = noise_factor(c.F, c.g[:, None], b)
-        else:
-            a = gauss_legendre_factor(lambda r: exp_poly(c.lam, c.g_coef, r), b, c.gl_nodes, c.gl_weights)
-        return tril_factor(torch.cat([phi * c.s0_sqrt, a], dim=-1))
+            return tril_factor(torch.cat([phi.index_select(0, idx) * c.s0_sqrt, a], dim=-1))
+        n = self.order
+        scale = torch.exp(b[:, None] * c.small_rate)
+        scale[:, n:] *= b.sqrt()[:, None]  # the noise rows' sqrt(b)
+        mt = poly.index_select(0, idx)[:, 2 * n * n:].view(-1, scale.shape[1], n) * scale[..., None]
+        return tril_factor(mt.transpose(-1, -2))
 
     @property
     def F_skew(self) -> Tensor:
