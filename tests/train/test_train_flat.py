@@ -76,6 +76,29 @@ def test_gradients_that_something_replaced_or_dropped_are_gathered_back():
     assert torch.equal(flat.gather(), expected)  # backward accumulated into the zeroed views
 
 
+def test_flat_backward_equals_zero_grad_and_backward_bit_for_bit():
+    """FlatParameters.backward (autograd.grad, then one copy into the flat buffer) gives exactly what
+    zero_grad + loss.backward() + gather give; a parameter the loss does not reach gets zero, and a gradient
+    something replaced is re-bound to the buffer first."""
+    net, extra = _net(), torch.nn.Parameter(torch.ones(3))  # extra: never used by the loss
+    flat = FlatParameters([*net.parameters(), extra])
+    x = torch.randn(8, 5)
+    for _ in range(2):
+        flat.zero_grad()
+        net(x).square().sum().backward()
+        expected = flat.gather().clone()
+        flat.param.grad.normal_()  # stale values: backward replaces, does not accumulate
+        got = flat.backward(net(x).square().sum())
+        assert got is flat.param.grad and torch.equal(got, expected)
+        assert float(got[-3:].abs().sum()) == 0 and torch.equal(extra.grad, torch.zeros(3))
+        assert flat.bound() and all(p.grad.data_ptr() == v.data_ptr() for p, v in zip(flat.params, flat._views))
+        assert torch.equal(torch.cat([p.grad.reshape(-1) for p in flat.params]), got)
+        net.zero_grad(set_to_none=True)  # dropped by something else: the next round re-binds the views
+    got = flat.backward(net(x).square().sum())  # straight after the drop
+    assert torch.equal(got, expected) and flat.bound()
+    assert all(p.grad is not None and p.grad.data_ptr() == v.data_ptr() for p, v in zip(flat.params, flat._views))
+
+
 def test_optimizer_state_round_trips_and_bad_states_are_refused():
     net = _net()
     flat = FlatParameters(list(net.parameters()))

@@ -56,9 +56,24 @@ class FlatParameters:
                 p.grad = grads[offset:offset + n].view_as(p)
             offset += n
         self._grad_ptrs = [p.grad.data_ptr() if grads is not None else 0 for p in self.params]
+        self._views = [p.grad for p in self.params] if grads is not None else []
 
     def zero_grad(self) -> None:
         self.param.grad.zero_()
+
+    def backward(self, loss: Tensor) -> Tensor:
+        """The gradient of ``loss`` with respect to the parameters, written into the flat buffer (replacing
+        what it held, as ``zero_grad`` + ``loss.backward()`` would) and returned.
+
+        ``torch.autograd.grad`` hands the gradients over without accumulating them into ``.grad`` one
+        tensor at a time, and one copy writes them all; a parameter the loss does not reach gets zero
+        (as after ``zero_grad`` + backward). Not for DistributedDataParallel, which averages gradients
+        from hooks on the accumulation ``loss.backward()`` does.
+        """
+        grads = torch.autograd.grad(loss, self.params, materialize_grads=True)
+        flat = self.gather()  # re-bind views something else replaced (they are about to be overwritten)
+        torch._foreach_copy_(self._views, grads)
+        return flat
 
     def gather(self) -> Tensor:
         """The flat gradient, after making sure every parameter's gradient is still its view (a replaced
