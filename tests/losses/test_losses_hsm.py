@@ -115,3 +115,23 @@ def test_loss_shape_mismatch_is_a_clear_error():
         hsm_loss(lambda u, t: torch.zeros(u.shape[0], 3), sde, torch.zeros(8, 2))
     with pytest.raises(ValueError, match="weighting"):
         hsm_loss(lambda u, t: torch.zeros(u.shape[0], 2), sde, torch.zeros(8, 2), weighting="bogus")
+
+
+def test_sample_times_rows_and_a_given_kernel():
+    """``rows`` draws several steps' stratified times at once; hsm_loss with the kernel of its times given
+    equals hsm_loss computing it."""
+    from holdsgm.losses import sample_times
+
+    sde = make_sde("hold")
+    t = sample_times(16, sde, generator=torch.Generator().manual_seed(0), rows=5)
+    assert t.shape == (5, 16) and t.dtype == F64
+    for row in t:
+        assert torch.equal(((row - sde.eps) / (sde.T - sde.eps) * 16).floor().long().sort().values, torch.arange(16))
+    flat = sample_times(16, sde, stratified=False, generator=torch.Generator().manual_seed(0), rows=5)
+    assert flat.shape == (5, 16) and bool(((flat >= sde.eps) & (flat <= sde.T)).all())
+    x0 = torch.randn(16, 2, dtype=F64)
+    eps = torch.randn(16, 6, dtype=F64)
+    fn = lambda u, tt: u[:, :2] * tt[:, None]  # noqa: E731
+    plain = hsm_loss(fn, sde, x0, t=t[2], eps=eps)
+    given = hsm_loss(fn, sde, x0, t=t[2], eps=eps, kernel=sde.marginal(t[2]))
+    assert torch.equal(plain, given)

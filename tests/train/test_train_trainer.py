@@ -86,6 +86,39 @@ def test_extending_a_finished_run(tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b")  # log_every=1: every step logged either way
 
 
+def test_training_times_are_drawn_by_blocks_as_a_pure_function_of_seed_and_step(tmp_path, monkeypatch):
+    """Times and their kernels come a block of steps at a time (3 steps here): any step, in any order and
+    in a fresh trainer, gets the same stratified times and the kernel sde.marginal gives them, and a run
+    extended across block boundaries logs exactly as an uninterrupted one."""
+    import holdsgm.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "TIME_BLOCK", 96)  # batch 32: 3 steps per block
+    cfg = tiny_config(steps=8)
+    a, b = Trainer(cfg, tmp_path / "a", verbose=False), Trainer(cfg, tmp_path / "b", verbose=False)
+    try:
+        seq = [a._times(s) for s in range(8)]
+        for s in (6, 1, 7, 3, 0):
+            t, k = b._times(s)
+            assert torch.equal(t, seq[s][0]) and torch.equal(k.phi, seq[s][1].phi)
+            assert torch.equal(k.chol, seq[s][1].chol)
+        sde, n = a.sde, cfg.train.batch_size
+        for t, k in seq:
+            strata = ((t - sde.eps) / (sde.T - sde.eps) * n).floor().long().sort().values
+            assert torch.equal(strata, torch.arange(n))  # one time per 1/n-stratum
+            ref = sde.marginal(t)
+            torch.testing.assert_close(k.phi, ref.phi, rtol=1e-13, atol=0)
+            torch.testing.assert_close(k.chol, ref.chol, rtol=1e-12, atol=0)
+        assert len({float(t[0]) for t, _ in seq}) == 8  # every step its own offset
+    finally:
+        a.close()
+        b.close()
+    train_run(tiny_config(steps=4), tmp_path / "resumed", verbose=False)
+    res = train_run(cfg, tmp_path / "resumed", verbose=False)
+    assert res.resumed_from == 4 and res.step == 8
+    train_run(cfg, tmp_path / "full", verbose=False)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "full")
+
+
 def test_completed_run_is_not_retrained(tmp_path):
     train_run(tiny_config(steps=5), tmp_path / "r", verbose=False)
     again = train_run(tiny_config(steps=5), tmp_path / "r", verbose=False)

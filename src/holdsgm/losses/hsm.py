@@ -20,20 +20,22 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from ..sde.base import LinearSDE
+from ..sde.base import Kernel, LinearSDE
 
 WEIGHTINGS = ("unit", "likelihood")
 
 
 def sample_times(n: int, sde: LinearSDE, *, stratified: bool = True, generator: torch.Generator | None = None,
-                 device=None) -> Tensor:
+                 device=None, rows: int | None = None) -> Tensor:
     """n training times in [eps, T] (float64). ``stratified``: one uniform draw per 1/n-stratum with a
-    shared random offset (low-discrepancy sampling as in Kingma et al. 2021), lower variance."""
+    shared random offset (low-discrepancy sampling as in Kingma et al. 2021), lower variance. With ``rows``:
+    a (rows, n) tensor, each row n such times with its own offset (the batches of ``rows`` steps at once)."""
+    lead = () if rows is None else (rows,)
     if stratified:
-        u0 = torch.rand((), dtype=torch.float64, generator=generator)
+        u0 = torch.rand((*lead, 1) if lead else (), dtype=torch.float64, generator=generator)
         u = (u0 + _strata(n)) % 1.0
     else:
-        u = torch.rand(n, dtype=torch.float64, generator=generator)
+        u = torch.rand((*lead, n), dtype=torch.float64, generator=generator)
     return (sde.eps + (sde.T - sde.eps) * u).to(device)
 
 
@@ -46,7 +48,7 @@ def _strata(n: int) -> Tensor:
 def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Tensor | None = None,
              eps: Tensor | None = None, weighting: str = "unit", y: Tensor | None = None,
              stratified: bool = True, generator: torch.Generator | None = None,
-             reduction: str = "none") -> Tensor:
+             reduction: str = "none", kernel: Kernel | None = None) -> Tensor:
     """HSM/DSM loss per sample, shape (batch,), or with ``reduction="mean"`` its batch mean (a scalar:
     the training objective, in fewer operations).
 
@@ -54,6 +56,8 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
         eps_fn: ``eps_fn(u_t, t, y)`` predicting eps_n (e.g. :meth:`EpsModel.eps`); ``t`` is physical time.
         x0: clean data (batch, C, ...).
         t, eps: optional fixed times (batch,) and state noise (the state's shape), for reproducibility.
+        kernel: ``sde.marginal(t)`` if the caller has it already (the trainer computes a block of steps'
+            kernels at once); not checked against ``t``.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -67,7 +71,8 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
         shape = sde.state_shape(x0.shape)
         eps = torch.randn(shape, generator=generator, dtype=x0.dtype).to(x0.device) if generator is not None \
             else torch.randn(shape, dtype=x0.dtype, device=x0.device)
-    kernel = sde.marginal(t)
+    if kernel is None:
+        kernel = sde.marginal(t)
     u_t = sde.perturb(x0, t, eps, kernel=kernel)
     pred = eps_fn(u_t, t, y) if y is not None else eps_fn(u_t, t)
     target = sde.last(eps)

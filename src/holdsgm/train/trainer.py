@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError, NumericsError
 from ..losses import EpsModel, hsm_loss, sample_times
+from ..sde.base import Kernel
 from . import faults
 from .builders import build_components, conditioned_network
 from .checkpoint import (
@@ -62,6 +63,11 @@ log = logging.getLogger("holdsgm.train")
 
 STATS_FILE = "stats.jsonl"
 CONFIG_FILE = "config.yaml"
+
+
+#: Training times (and their kernels) are drawn for about this many at once: a block of
+#: TIME_BLOCK // batch_size steps (at least one); see Trainer._times.
+TIME_BLOCK = 8192
 
 
 def _derive_seed(*words: int) -> int:
@@ -258,6 +264,7 @@ class Trainer:
         torch.manual_seed(_derive_seed(tc.seed, 2, self.dist.rank))  # dropout etc., per rank
 
         self.step = 0
+        self._time_block: tuple[int, Tensor, Tensor, Tensor] | None = None  # see _times
         self.elapsed = 0.0  # training seconds over all sessions
         self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
         self.last_checkpoint: Path | None = None
@@ -481,21 +488,40 @@ class Trainer:
             loss = loss + s2.mrstft_weight * mrstft_loss(x, x0)
         return loss
 
-    def _draw(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Times, state noise (and label-dropout mask) of this rank's part of the global batch."""
+    def _draw(self, step: int) -> tuple[Tensor, Tensor, Tensor | None, Kernel]:
+        """Times, state noise, label-dropout mask and the times' kernels for this rank's part of step
+        ``step``'s global batch."""
         tc = self.config.train
         g = self.generator
         n = tc.batch_size
-        t = sample_times(n, self.sde, stratified=tc.stratified, generator=g)
         eps = torch.randn((n, *self.state_shape), generator=g)
         drop = torch.rand(n, generator=g) < tc.label_dropout if tc.label_dropout > 0 else None
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         dev = self.device
-        return (
-            t[lo:hi].to(dev),
-            eps[lo:hi].to(dev, non_blocking=True),
-            None if drop is None else drop[lo:hi].to(dev),
-        )
+        t, kernel = self._times(step)
+        return t, eps[lo:hi].to(dev, non_blocking=True), None if drop is None else drop[lo:hi].to(dev), kernel
+
+    def _times(self, step: int) -> tuple[Tensor, Kernel]:
+        """This rank's training times at step ``step`` and their HSM kernels: a pure function of (seed, step).
+
+        Times are drawn for a block of steps at once (each step's global batch stratified on its own, as
+        :func:`sample_times`), and the block's kernels are computed in one call: a kernel's cost is mostly
+        per operation, not per time (for a 266k-parameter MLP at batch 512, one step's kernels took ~5 % of
+        the step; a block of 16 steps' costs about as much as one step's did).
+        """
+        tc = self.config.train
+        rows = max(1, TIME_BLOCK // tc.batch_size)
+        block, i = divmod(step, rows)
+        if self._time_block is None or self._time_block[0] != block:
+            g = torch.Generator().manual_seed(_derive_seed(tc.seed, 6, block))
+            t = sample_times(tc.batch_size, self.sde, stratified=tc.stratified, generator=g, rows=rows)
+            lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+            t = t[:, lo:hi].to(self.device)
+            k = self.sde.marginal(t.reshape(-1))
+            shape = (*t.shape, *k.phi.shape[-2:])
+            self._time_block = (block, t, k.phi.reshape(shape), k.chol.reshape(shape))
+        _, t, phi, chol = self._time_block
+        return t[i], Kernel(phi[i], chol[i])
 
     def train_step(self) -> tuple[float, float]:
         """One optimiser update; returns (loss, gradient norm before clipping)."""
@@ -515,7 +541,7 @@ class Trainer:
         if self.config.stage2.enabled:
             loss = self._stage2_loss(x0, y)
         else:
-            t, eps, drop = self._draw()
+            t, eps, drop, kernel = self._draw(step)
             if self.train_y is not None:
                 y = self.train_y.index_select(0, idx)
                 if drop is not None:
@@ -523,20 +549,11 @@ class Trainer:
             if self.priorgrad is not None:
                 x0 = x0 / self.priorgrad.std(y)  # the SDE runs on u / sigma
             loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting,
-                            y=y, reduction="mean")
-        flat = self.flat
-        if flat is not None:
-            flat.zero_grad()  # backward accumulates into the flat buffer's views
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if flat is not None:
-            flat.gather()
+                            y=y, reduction="mean", kernel=kernel)
+        self._backward(loss)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
+        flat = self.flat
         if flat is not None:
             params = [flat.param]
             gnorm = torch.linalg.vector_norm(flat.param.grad)
@@ -562,6 +579,23 @@ class Trainer:
         self.ema.update(step)
         self.step = step + 1
         return loss_v, gnorm_v
+
+    def _backward(self, loss: Tensor) -> None:
+        """The parameters' gradients of ``loss`` (scaled for float16 autocast) in their ``.grad``, replacing
+        the last step's: with flat buffers, straight into the flat gradient buffer (under DDP by backward's
+        accumulation into its zeroed views, whose hooks average the gradients between ranks)."""
+        if self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        flat = self.flat
+        if flat is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        elif self.dist.enabled:
+            flat.zero_grad()
+            loss.backward()
+            flat.gather()
+        else:
+            flat.backward(loss)
 
     # ------------------------------------------------------------------ the loop
     def _on_signal(self, signum, frame) -> None:
