@@ -151,6 +151,41 @@ def test_trajectory_callback_sees_every_step():
     assert all(s[2] == (3, 6) for s in seen)
 
 
+def test_sscs_takes_consecutive_half_steps_as_one_exact_step():
+    """SSCS merges A(h/2) ending a step with A(h'/2) starting the next: the same law (OU kernels compose:
+    Phi_2 Phi_1 = Phi_(1+2), Phi_2 Sigma_1 Phi_2^T + Sigma_2 = Sigma_(1+2)) with one noise draw. Without
+    noise the sampler equals the plain A(h/2) S(h) A(h/2) loop; callbacks get the states between steps at
+    the next score times."""
+    from holdsgm.samplers.core import _ou_factors, _ou_step, _score_step, splitting
+
+    sde = make("hold")
+    orc = MixtureOracle(sde, MIX)
+    b1, b2 = 0.07, 0.11
+    phi1, l1 = _ou_factors(sde, b1)
+    phi2, l2 = _ou_factors(sde, b2)
+    phi, chol = _ou_factors(sde, b1 + b2)
+    torch.testing.assert_close(phi, phi2 @ phi1, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(chol @ chol.T, phi2 @ l1 @ l1.T @ phi2.T + l2 @ l2.T, rtol=1e-11, atol=1e-14)
+
+    zeros = lambda shape: torch.zeros(shape, dtype=F64)  # noqa: E731
+    ts = time_grid("uniform", 7, sde.T, sde.eps)
+    u0 = sde.prior_sample((6, 2), noise=lambda shape: torch.randn(shape, generator=torch.Generator().manual_seed(1)),
+                          dtype=F64)
+    seen = []
+    out = splitting(orc.score, sde, u0.clone(), ts, noise=zeros, denoise=False,
+                    callback=lambda i, t, u: seen.append((i, t)))
+    B = lambda t: float(sde.schedule.integral(t))  # noqa: E731
+    u = u0.clone()
+    for t, t_next in zip(ts[:-1].tolist(), ts[1:].tolist()):
+        t_mid = 0.5 * (t + t_next)
+        u = _ou_step(sde, B(t) - B(t_mid), u, zeros)
+        _score_step(sde, u, orc.score(u, torch.full((6,), t_mid, dtype=F64)), (B(t) - B(t_next)) * sde.q)
+        u = _ou_step(sde, B(t_mid) - B(t_next), u, zeros)
+    torch.testing.assert_close(out.u, u, rtol=1e-10, atol=1e-12)
+    mids = (0.5 * (ts[1:-1] + ts[2:])).tolist()
+    assert [i for i, _ in seen] == list(range(7)) and [t for _, t in seen] == pytest.approx(mids + [sde.eps])
+
+
 @pytest.mark.parametrize("sampler", ["em", "pc", "sscs", "lie-trotter", "heun", "exp2m"])
 def test_in_place_updates_never_touch_states_already_handed_out(sampler):
     """Samplers update fresh tensors in place: the caller's start state and every state given to a callback

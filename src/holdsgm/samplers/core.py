@@ -238,6 +238,12 @@ def splitting(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, scheme: str =
     (Lie-Trotter). ``score_time`` chooses where the Strang S step evaluates the score: at the step's
     mid-time ('mid', where the state is after the first half step) or its start ('start', as CLD-SGM).
     The A steps use the exact beta integrals, so the scheme is exact for any schedule.
+
+    Strang's consecutive half steps, A(h/2) ending one step and A(h'/2) starting the next, are taken as the
+    one exact step A(h/2 + h'/2) they compose to (A is a time-homogeneous OU flow in b: the same law, one
+    noise draw instead of two, as leapfrog merges its half kicks). The state at an inner grid time is
+    therefore never formed: ``callback(i, t, u)`` gets step i's state after the OU part that follows it,
+    at the next step's score time t (the grid's last time after the last step).
     """
     _require_stationary(sde, "sscs")
     if scheme not in ("strang", "lie"):
@@ -252,14 +258,21 @@ def splitting(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, scheme: str =
     def B(t: float) -> float:  # integrated beta, memoised per time (asked for at every step)
         return sde.cached(("integral", t), lambda: float(sde.schedule.integral(t)))
 
+    last = ts.numel() - 2
+    pending = 0.0  # strang: the last step's second OU half step, still to take
     for i, (t, t_next) in enumerate(_steps(ts, progress, f"splitting {scheme}")):
         b_total = B(t) - B(t_next)
         if scheme == "strang":
             t_mid = 0.5 * (t + t_next)
-            u = _ou_step(sde, B(t) - B(t_mid), u, noise)
+            u = _ou_step(sde, pending + (B(t) - B(t_mid)), u, noise)
+            if callback is not None and i > 0:
+                callback(i - 1, t_mid, u.clone())  # the score step below updates u in place
             s = score(u, t_mid if score_time == "mid" else t)
             _score_step(sde, u, s, b_total * q)  # u is the fresh output of the OU step: updated in place
-            u = _ou_step(sde, B(t_mid) - B(t_next), u, noise)
+            pending = B(t_mid) - B(t_next)
+            if i < last:
+                continue
+            u = _ou_step(sde, pending, u, noise)
         else:
             s = score(u, t)
             u = u.clone()
