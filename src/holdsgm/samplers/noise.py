@@ -48,7 +48,11 @@ class PerSampleNoise:
 
     def __init__(self, seeds: Sequence[int]):
         self.seeds = [int(s) for s in seeds]
-        self._keys = _splitmix64(np.asarray([s & 0xFFFFFFFFFFFFFFFF for s in self.seeds], dtype=np.uint64))
+        try:  # seeds modulo 2^64 (int64 -> uint64 wraps as two's complement, as s & (2^64 - 1) does)
+            raw = np.asarray(self.seeds, dtype=np.int64).astype(np.uint64)
+        except OverflowError:  # a seed outside int64
+            raw = np.asarray([s & 0xFFFFFFFFFFFFFFFF for s in self.seeds], dtype=np.uint64)
+        self._keys = _splitmix64(raw)
         self._draws = np.zeros(len(self.seeds), dtype=np.uint64)
 
     def __call__(self, shape) -> Tensor:
