@@ -19,6 +19,7 @@ beside it. Run on a quiet machine all the same.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -32,7 +33,7 @@ from holdsgm.losses import EpsModel, hsm_loss
 from holdsgm.plotting import pyplot, save_figure
 from holdsgm.samplers import sample
 from holdsgm.train import load_config
-from holdsgm.train.trainer import Trainer, _adamw
+from holdsgm.train.trainer import TIME_BLOCK, Trainer, _adamw
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,7 +152,11 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
     plus the parts of the difference."""
     with tempfile.TemporaryDirectory() as d:
         trainer = Trainer(config, d, verbose=False)
-        net, sde = trainer.net, trainer.sde
+        sde = trainer.sde
+        # the bare side runs a copy of the network: its zero_grad(set_to_none=True) on the trainer's own
+        # parameters would make every trainer step after it re-bind the flat gradient buffer's views, a
+        # cost that training never pays
+        net = copy.deepcopy(trainer.net)
         b = config.train.batch_size
         shape = (b, *trainer.info.data_shape)
         u = torch.randn(sde.state_shape(shape))
@@ -176,12 +181,20 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
 
         trainer.step = 0
         res = paired(trainer.train_step, fwd_bwd, repeats, inner)
+        rows = max(1, TIME_BLOCK // b)
+
+        def times_kernels():  # a whole number of blocks: the block's kernels, per step
+            trainer._time_block = None
+            for step in range(2 * rows):
+                trainer._times(step)
+
         parts = {
             "fwd_bwd_adam": timeit(fwd_bwd_adam, 3, inner),
             "loss_fwd_bwd": timeit(loss_fwd_bwd, 3, inner),
             "kernel": timeit(lambda: sde.marginal(tt), 3, inner),
+            "times_kernels": timeit(times_kernels, 3) / (2 * rows),
             "ema": timeit(lambda: trainer.ema.update(10**6), 3, inner),
-            "draw": timeit(trainer._draw, 3, inner),
+            "draw": timeit(lambda: trainer._draw(0), 3, inner),
         }
         trainer.close()
     return {"model": name, "batch": b, "params": sum(p.numel() for p in net.parameters()),
@@ -222,14 +235,15 @@ def main(argv=None) -> int:
     print(f"threads: {torch.get_num_threads()}; ratios: median of {repeats} back-to-back pairs "
           f"(in brackets: fastest / fastest)\n")
     print("| model | batch | params | fwd+bwd ms | train step ms | step / fwd+bwd | fwd+bwd+AdamW ms "
-          "| HSM loss fwd+bwd ms | kernel ms | EMA ms | draw ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| HSM loss fwd+bwd ms | one batch's kernels ms | times + kernels per step ms | EMA ms | draw ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in train_rows:
         print(
             f"| {r['model']} | {r['batch']} | {r['params']:,} | {1e3 * r['fwd_bwd']:.2f} | "
             f"{1e3 * r['train_step']:.2f} | {r['ratio_vs_fwd_bwd']:.3f} ({r['ratio_min']:.3f}) | "
             f"{1e3 * r['fwd_bwd_adam']:.2f} | {1e3 * r['loss_fwd_bwd']:.2f} | "
-            f"{1e3 * r['kernel']:.2f} | {1e3 * r['ema']:.2f} | {1e3 * r['draw']:.2f} |"
+            f"{1e3 * r['kernel']:.2f} | {1e3 * r['times_kernels']:.2f} | {1e3 * r['ema']:.2f} | "
+            f"{1e3 * r['draw']:.2f} |"
         )
     print("\n| model | batch | sampler | NFE | noise | seconds | NFE x forward | ratio "
           "| NFE x forward on N(0, I) | ratio to that |")
