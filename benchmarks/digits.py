@@ -8,7 +8,7 @@ scored the same way), seconds per training step and per sample.
 
     OMP_NUM_THREADS=2 python benchmarks/digits.py [--quick] [--out DIR] [--runs runs/bench-digits]
 
-Full: the presets' 20000 steps, 1000 samples, NFE 20/50/100/200 -> results/digits.{json,png}. A reduced budget
+Full: the presets' 3000 steps, 1000 samples, NFE 20/50/100/200 -> results/digits.{json,png}. Another budget
 (``--steps N``) writes results/digits-Nsteps.*. --quick: 150 steps, 200 samples, NFE 50 (a smoke test of the
 script only).
 """
