@@ -7,10 +7,11 @@ buffer and every gradient a view of another (the layout of apex's and DeepSpeed'
 DDP's gradient buckets), each is one operation on one tensor, with the same elementwise results: AdamW,
 clipping and the EMA are elementwise, so the flat update equals the per-tensor one bit for bit.
 
-Backward accumulates into the gradient views in place (autograd adds into an existing ``.grad``), so
-:meth:`FlatParameters.zero_grad` zeroes the buffer instead of dropping the gradients; if something
-replaced a gradient anyway (``zero_grad(set_to_none=True)`` elsewhere), :meth:`FlatParameters.gather`
-copies it back into the buffer and re-binds the view.
+:meth:`FlatParameters.backward` writes a loss's gradients into the buffer (``torch.autograd.grad`` and one
+copy). Plain ``loss.backward()`` (which DDP's gradient averaging needs) accumulates into the gradient views
+in place (autograd adds into an existing ``.grad``), so :meth:`FlatParameters.zero_grad` zeroes the buffer
+instead of dropping the gradients; if something replaced a gradient anyway (``zero_grad(set_to_none=True)``
+elsewhere), :meth:`FlatParameters.gather` copies it back into the buffer and re-binds the view.
 
 Checkpoints keep the per-parameter layout: :func:`split_optimizer_state` turns the flat optimiser's state
 into the state a per-parameter AdamW would have (and :func:`join_optimizer_state` back), so runs resume

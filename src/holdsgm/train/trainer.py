@@ -506,8 +506,8 @@ class Trainer:
 
         Times are drawn for a block of steps at once (each step's global batch stratified on its own, as
         :func:`sample_times`), and the block's kernels are computed in one call: a kernel's cost is mostly
-        per operation, not per time (for a 266k-parameter MLP at batch 512, one step's kernels took ~5 % of
-        the step; a block of 16 steps' costs about as much as one step's did).
+        per operation, not per time (toy MLP at batch 512: one step's 512 kernels 0.84 ms, ~4 % of its step;
+        a block of 16 steps' 8192 kernels ~3.7 ms, 0.23 ms per step).
         """
         tc = self.config.train
         rows = max(1, TIME_BLOCK // tc.batch_size)
