@@ -124,14 +124,8 @@ def noise_factor(F: Tensor, g: Tensor, b: Tensor, m: int = GL_NODES) -> Tensor:
     g = g.to(torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64, device=F.device)
     x, w = gauss_legendre(m, device=F.device)
-    return gauss_legendre_factor(lambda r: expm_vector(F, g[:, 0], r), b, x, w)
-
-
-def gauss_legendre_factor(expm_g, b: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    """The quadrature of :func:`noise_factor` on nodes x and weights w (on [0, 1]), with e^{rF} g given as
-    ``expm_g(r) -> (..., n)`` (callers with precomputed closed-form coefficients pass their own)."""
     r = b[..., None] * x  # (..., m)
-    cols = expm_g(r) * torch.sqrt(w * b[..., None])[..., None]  # (..., m, n)
+    cols = expm_vector(F, g[:, 0], r) * torch.sqrt(w * b[..., None])[..., None]  # (..., m, n)
     return cols.transpose(-1, -2)
 
 

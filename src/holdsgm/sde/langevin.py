@@ -48,8 +48,6 @@ class _KernelConstants(NamedTuple):
     coef0: Tensor | None  # (1, P): the constant terms of every polynomial below
     coef: Tensor | None  # (2n-2, P): their b^1 .. b^(2n-2) coefficients; P = 2 n^2 + (n + GL_NODES) n
     small_rate: Tensor | None  # (n + GL_NODES,): the exponential rate (times b) of each square-root row
-    gl_nodes: Tensor
-    gl_weights: Tensor
 
 
 class PhaseSpaceSDE(LinearSDE):
@@ -261,7 +259,6 @@ class Langevin(PhaseSpaceSDE):
             n = self.order
             split = _single_eigenvalue_split(tuple(self.F.flatten().tolist()), n)
             g = self._noise_column(device)[:, 0]
-            x, w = gauss_legendre(GL_NODES, device=device)
             gap = torch.full((n,), 1.0 / self.L, dtype=torch.float64) - self.initial_cov().diagonal()
             s0_sqrt = self.initial_cov().diagonal().sqrt()
             poly = (None,) * 3 if split is None else self._polynomial_constants(split, gap, s0_sqrt, g.cpu())
@@ -275,8 +272,6 @@ class Langevin(PhaseSpaceSDE):
                 g=g,
                 lam=None if split is None else split[0],
                 **{k: None if v is None else v.to(device) for k, v in zip(("coef0", "coef", "small_rate"), poly)},
-                gl_nodes=x,
-                gl_weights=w,
             )
 
         return self.cached(("kernel-constants", str(device)), make)
