@@ -45,7 +45,7 @@ class FlatParameters:
             self.param = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]), requires_grad=grads)
         if grads:
             self.param.grad = torch.zeros_like(self.param)
-        self._grad_ptrs: list[int] = []
+        self._views: list[Tensor] = []  # the gradient views, as bound
         self._bind()
 
     def _bind(self) -> None:
@@ -56,7 +56,6 @@ class FlatParameters:
             if grads is not None:
                 p.grad = grads[offset:offset + n].view_as(p)
             offset += n
-        self._grad_ptrs = [p.grad.data_ptr() if grads is not None else 0 for p in self.params]
         self._views = [p.grad for p in self.params] if grads is not None else []
 
     def zero_grad(self) -> None:
@@ -79,7 +78,7 @@ class FlatParameters:
     def gather(self) -> Tensor:
         """The flat gradient, after making sure every parameter's gradient is still its view (a replaced
         or dropped gradient is copied back, zero if dropped)."""
-        if [p.grad.data_ptr() if p.grad is not None else 0 for p in self.params] != self._grad_ptrs:
+        if any(p.grad is not v for p, v in zip(self.params, self._views)):
             grads, offset = self.param.grad, 0
             with torch.no_grad():
                 for p, n in zip(self.params, self.sizes):
