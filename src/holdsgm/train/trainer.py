@@ -204,6 +204,8 @@ class Trainer:
                 f"by the number of ranks {self.dist.world_size}"
             )
         self.local_batch = tc.batch_size // self.dist.world_size
+        # this rank's part of a global batch
+        self._rank_rows = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
 
         if self.dist.is_main:
             _prepare_run_dir(self.run_dir)
@@ -466,8 +468,8 @@ class Trainer:
         tc = self.config.train
         wave, mel = random_segments(self.speech, tc.batch_size, self.info.audio["segment_frames"],
                                     seed=_derive_seed(tc.seed, 5, step))
-        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
-        return wave[lo:hi].to(self.device), mel[lo:hi].to(self.device)
+        rows = self._rank_rows
+        return wave[rows].to(self.device), mel[rows].to(self.device)
 
     def _stage2_loss(self, x0: Tensor, y: Tensor) -> Tensor:
         """Stage two's predictive loss of the few-step vocoder's output (see :class:`Stage2Config`)."""
@@ -477,9 +479,8 @@ class Trainer:
 
         s2 = self.config.stage2
         seeds = torch.randint(0, 2**62, (self.config.train.batch_size,), generator=self.generator)
-        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         x = vocoder_sample(self.eps_model, self.sde, y, hop=self.info.audio["hop"], nfe=s2.nfe,
-                           sampler=s2.sampler, grid=s2.grid, noise=PerSampleNoise(seeds[lo:hi].tolist()),
+                           sampler=s2.sampler, grid=s2.grid, noise=PerSampleNoise(seeds[self._rank_rows].tolist()),
                            grad=True)
         loss = x0.new_zeros(())
         if s2.l2_weight:
@@ -496,10 +497,10 @@ class Trainer:
         n = tc.batch_size
         eps = torch.randn((n, *self.state_shape), generator=g)
         drop = torch.rand(n, generator=g) < tc.label_dropout if tc.label_dropout > 0 else None
-        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         dev = self.device
         t, kernel = self._times(step)
-        return t, eps[lo:hi].to(dev, non_blocking=True), None if drop is None else drop[lo:hi].to(dev), kernel
+        rows = self._rank_rows
+        return t, eps[rows].to(dev, non_blocking=True), None if drop is None else drop[rows].to(dev), kernel
 
     def _times(self, step: int) -> tuple[Tensor, Kernel]:
         """This rank's training times at step ``step`` and their HSM kernels: a pure function of (seed, step).
@@ -515,8 +516,7 @@ class Trainer:
         if self._time_block is None or self._time_block[0] != block:
             g = torch.Generator().manual_seed(_derive_seed(tc.seed, 6, block))
             t = sample_times(tc.batch_size, self.sde, stratified=tc.stratified, generator=g, rows=rows)
-            lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
-            t = t[:, lo:hi].to(self.device)
+            t = t[:, self._rank_rows].to(self.device)
             k = self.sde.marginal(t.reshape(-1))
             shape = (*t.shape, *k.phi.shape[-2:])
             self._time_block = (block, t, k.phi.reshape(shape), k.chol.reshape(shape))
