@@ -205,3 +205,74 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
         atomic_write(f, b"new content")
     assert f.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]
+
+
+def test_garbage_state_is_reported_as_corrupt_not_as_code(run_copy):
+    """Bytes that are not a pickle at all are damage: the message says corrupt, not 'could run code'."""
+    folder = _ckpt(run_copy, 10)
+    for garbage in (b"garbage", b"PK\x03\x04" + b"x" * 64):
+        (folder / "state.pt").write_bytes(garbage)
+        _rewrite_manifest(folder)
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(folder)
+        msg = str(e.value)
+        assert "state.pt is corrupt" in msg and "arbitrary code" not in msg and "\n" not in msg
+
+
+def test_unloadable_checkpoints_are_never_overwritten_or_pruned(run_copy, caplog):
+    """The data-loss bug: every checkpoint lacking its manifest made train start over from step 0, and its
+    rotation then deleted them. Now train stops with a recovery hint and changes nothing; --restart moves
+    them aside and starts over; nothing is ever deleted."""
+    from holdsgm.train.checkpoint import list_checkpoints
+
+    steps = [s for s, _ in list_checkpoints(run_copy)]
+    weights = {s: (p / "model.safetensors").read_bytes() for s, p in list_checkpoints(run_copy)}
+    for _, p in list_checkpoints(run_copy):
+        (p / MANIFEST).unlink()
+    before = sorted(str(p.relative_to(run_copy)) for p in run_copy.rglob("*"))
+    cfg = tiny_config("train.keep_checkpoints=1", "train.ckpt_every=2", steps=30)
+    with pytest.raises(CheckpointError) as e:
+        train_run(cfg, run_copy, verbose=False)
+    msg = str(e.value)
+    assert "none can be loaded" in msg and "--restart" in msg and "nothing was changed" in msg
+    assert sorted(str(p.relative_to(run_copy)) for p in run_copy.rglob("*")) == before
+    res = train_run(cfg, run_copy, verbose=False, restart=True)
+    assert res.step == 30 and res.resumed_from is None
+    old = [d for d in run_copy.iterdir() if d.name.startswith("old-")]
+    assert len(old) == 1
+    kept = {int(p.name.split("-")[1]): p for p in (old[0] / "checkpoints").iterdir()}
+    assert sorted(kept) == steps and all((kept[s] / "model.safetensors").read_bytes() == w
+                                         for s, w in weights.items())
+    assert [s for s, _ in list_checkpoints(run_copy)] == [30]  # keep_checkpoints=1 of this run's own
+
+
+def test_rotation_removes_only_verified_checkpoints(run_copy, caplog):
+    """A damaged checkpoint older than the resume point is left in place (with a warning), never pruned;
+    the valid ones rotate as keep_checkpoints says."""
+    import logging
+
+    from holdsgm.train.checkpoint import list_checkpoints
+
+    f = _ckpt(run_copy, 5) / "state.pt"
+    f.write_bytes(f.read_bytes()[:-10])  # truncated: no longer matches its manifest
+    with caplog.at_level(logging.WARNING, logger="holdsgm"):
+        res = train_run(tiny_config("train.keep_checkpoints=1", "train.ckpt_every=5", steps=20), run_copy,
+                        verbose=False)
+    assert res.resumed_from == 10 and "ckpt-00000005 cannot be loaded" in caplog.text
+    assert [s for s, _ in list_checkpoints(run_copy)] == [5, 20]
+
+
+def test_an_interrupted_write_is_replaced_only_after_the_new_one_verifies(run_copy):
+    """A folder of the step being written that does not verify (killed before its manifest) is replaced
+    by the re-created checkpoint, which is written and verified beside it first."""
+    from holdsgm.train.checkpoint import save_checkpoint, verify_checkpoint
+
+    folder = _ckpt(run_copy, 10)
+    ck = load_checkpoint(folder)
+    (folder / MANIFEST).unlink()
+    (folder / "junk.tmp").write_bytes(b"left by a killed writer")
+    path = save_checkpoint(run_copy, 10, ck.model, ck.ema, ck.state)
+    assert path == folder and verify_checkpoint(folder)["step"] == 10
+    assert sorted(p.name for p in folder.iterdir()) == ["ema.safetensors", MANIFEST, "model.safetensors",
+                                                        "state.pt"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]

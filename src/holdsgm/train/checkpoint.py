@@ -117,20 +117,25 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, state: dict) -> Path:
-    """Write checkpoint ``step`` of ``run_dir`` (see the module docstring); returns its folder.
+    """Write checkpoint ``step`` of ``run_dir`` (see the module docstring), verify it, and return its folder.
 
     If a complete checkpoint of this step already exists it is kept as it is (re-writing it in place
-    would leave no valid copy if the process died half-way).
+    would leave no valid copy if the process died half-way). A folder of this step that does not verify
+    (an interrupted write, or damage) is replaced only after the new checkpoint is written and verified
+    beside it, so nothing is lost if this process dies at any moment.
     """
     path = checkpoint_dir(Path(run_dir), step)
-    if (path / MANIFEST).exists():
+    target, old = path, None
+    if path.exists():
         try:
             verify_checkpoint(path)
             return path
         except CheckpointError:
-            (path / MANIFEST).unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob(".*.tmp-*"):  # left by a writer that was killed mid-file
+            target, old = path.with_name(f".{path.name}.tmp-{os.getpid()}"), path
+            if target.exists():
+                shutil.rmtree(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob(".*.tmp-*"):  # left by a writer that was killed mid-file
         stale.unlink(missing_ok=True)
     meta = {"format": FORMAT, "step": str(step)}
     blobs = {
@@ -139,7 +144,7 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
         STATE_FILE: _torch_bytes(state),
     }
     for name, data in blobs.items():
-        atomic_write(path / name, data)
+        atomic_write(target / name, data)
     faults.reached("ckpt:before-manifest")
     manifest = {
         "format": FORMAT,
@@ -151,7 +156,14 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
             for name, data in blobs.items()
         },
     }
-    atomic_write(path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    verify_checkpoint(target)  # read back: what is on disk is what was meant
+    if old is not None:  # swap the verified new folder in, then drop the one it replaces
+        aside = old.with_name(f".{old.name}.replaced-{os.getpid()}")
+        os.replace(old, aside)
+        os.replace(target, path)
+        _fsync_dir(path.parent)
+        shutil.rmtree(aside, ignore_errors=True)
     faults.reached("ckpt:done")
     return path
 
@@ -169,18 +181,26 @@ def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def prune_checkpoints(run_dir, keep: int) -> None:
-    """Keep the newest ``keep`` complete checkpoints; remove older ones and stale incomplete folders.
+def prune_checkpoints(run_dir, keep: int, newest: Path) -> list[Path]:
+    """Keep the newest ``keep`` valid checkpoints; remove older valid ones. Returns the removed folders.
 
-    The manifest goes first, so a crash during removal leaves an incomplete (skipped) folder.
+    Called right after this process wrote and verified ``newest``: nothing is removed otherwise, and only
+    checkpoints that verify are ever removed. Folders that do not (incomplete or damaged) are left where
+    they are for the user to inspect. The manifest goes first, so a crash during removal leaves an
+    incomplete (skipped) folder, never a half-deleted one that looks valid.
     """
-    ckpts = list_checkpoints(run_dir)
-    complete = [(s, p) for s, p in ckpts if (p / MANIFEST).exists()]
-    if not complete:
-        return
-    newest = complete[-1][0]
-    doomed = [p for s, p in complete[:-keep]] if len(complete) > keep else []
-    doomed += [p for s, p in ckpts if not (p / MANIFEST).exists() and s < newest]
+    verify_checkpoint(newest)
+    ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if p != Path(newest)]
+    newest_step = int(_CKPT_RE.match(Path(newest).name).group(1))
+    older = [p for s, p in ckpts if s < newest_step]
+    valid = []
+    for p in older:
+        try:
+            verify_checkpoint(p)
+            valid.append(p)
+        except CheckpointError:
+            pass
+    doomed = valid[: max(0, len(valid) - (keep - 1))]
     for p in doomed:
         try:
             (p / MANIFEST).unlink(missing_ok=True)
@@ -188,6 +208,7 @@ def prune_checkpoints(run_dir, keep: int) -> None:
             shutil.rmtree(p)
         except OSError as e:  # pragma: no cover - e.g. a read-only copy
             log.warning("could not remove old checkpoint %s: %s", p, e)
+    return doomed
 
 
 # ---------------------------------------------------------------------- verifying and reading
@@ -247,14 +268,28 @@ def verify_checkpoint(path) -> dict:
 
 def find_checkpoint(run_dir, *, warn: bool = True) -> Path | None:
     """The newest checkpoint of a run that verifies; incomplete/corrupt ones are skipped with a warning."""
+    found, broken = scan_checkpoints(run_dir, newest_only=True)
+    if warn:
+        for p, reason in broken:
+            log.warning("skipping checkpoint %s: %s", p.name, reason)
+    return found
+
+
+def scan_checkpoints(run_dir, *, newest_only: bool = False) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest checkpoint that verifies, [(folder, why it does not) for the others that do not]).
+
+    With ``newest_only`` the scan stops at the first valid checkpoint from the newest (older folders are
+    not read); otherwise every folder is checked."""
+    found, broken = None, []
     for _step, p in reversed(list_checkpoints(run_dir)):
+        if found is not None and newest_only:
+            break
         try:
             verify_checkpoint(p)
-            return p
+            found = found or p
         except CheckpointError as e:
-            if warn:
-                log.warning("skipping checkpoint %s: %s", p.name, e)
-    return None
+            broken.append((p, str(e)))
+    return found, broken
 
 
 def _read_bytes(f: Path) -> bytes:
@@ -292,15 +327,26 @@ def read_state(f: Path) -> dict:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to unpickle means: not a safe holdsgm state
         msg = " ".join(str(e).split())
-        if "weights_only" in msg or "Unsupported global" in msg or "Unpickl" in type(e).__name__:
+        if "unsupported global" in msg.lower():  # a well-formed pickle that names code (a class, a function)
             raise CheckpointError(
                 f"{f} contains pickled objects other than tensors and plain data; refusing "
                 f"to load it (loading could run arbitrary code)"
             ) from None
-        raise CheckpointError(f"{f} is corrupt or not a holdsgm state file ({msg[:120]})") from None
+        # anything else (bad zip archive, bad pickle opcodes, truncation) is damage, not a threat
+        raise CheckpointError(f"{f} is corrupt: not a readable holdsgm state file (torch.load failed: "
+                              f"{_torch_reason(msg)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{f} is not a holdsgm checkpoint state")
     return state
+
+
+def _torch_reason(msg: str) -> str:
+    """The informative part of a torch.load error message (torch wraps it in a long weights_only notice)."""
+    for marker in ("WeightsUnpickler error:", "PytorchStreamReader "):
+        if marker in msg:
+            msg = msg.split(marker, 1)[1] if marker.endswith(":") else marker + msg.split(marker, 1)[1]
+            break
+    return msg.split(" Check the documentation")[0].split(". This is an internal")[0].strip()[:100]
 
 
 @dataclass
