@@ -69,15 +69,20 @@ def test_recursive_and_labels_from_subfolders(tmp_path):
         for i in range(k):
             _save(tmp_path / cls / f"{i}.png", _img(rng))
     _save(tmp_path / "dog" / "deeper" / "x.png", _img(rng))
+    # a folder of class sub-folders is detected as labelled data by itself (it was "no images" before)
+    auto = load_dataset(str(tmp_path))
+    assert auto.n_classes == 2 and auto.classes == ["cat", "dog"] and auto.y.tolist() == [0, 0, 1, 1, 1, 1]
     with pytest.raises(DataError, match="no images"):
-        load_dataset(str(tmp_path))  # not recursive: nothing at the top
-    assert load_dataset(str(tmp_path), recursive=True).x.shape[0] == 6
+        load_dataset(str(tmp_path), labels=False)  # not recursive, not labelled: nothing at the top
+    unlabelled = load_dataset(str(tmp_path), recursive=True)
+    assert unlabelled.x.shape[0] == 6 and unlabelled.y is None and unlabelled.n_classes == 0
     ds = load_dataset(str(tmp_path), labels=True)
     assert ds.n_classes == 2 and ds.classes == ["cat", "dog"]
-    assert ds.y.tolist() == [0, 0, 1, 1, 1, 1]
+    assert ds.y.tolist() == [0, 0, 1, 1, 1, 1] and torch.equal(ds.x, auto.x)
     _save(tmp_path / "stray.png", _img(rng))
     with pytest.raises(DataError, match="stray.png"):
         load_dataset(str(tmp_path), labels=True)
+    assert load_dataset(str(tmp_path)).y is None  # images at the top: an unlabelled folder, as before
 
 
 def test_folder_errors(tmp_path):
@@ -208,3 +213,38 @@ def test_arrays_directly():
         dataset_from_arrays(x, layout="HWC")
     with pytest.raises(DataError, match="value_range"):
         dataset_from_arrays(x, value_range=(1, 0))
+
+
+def test_npz_says_which_arrays_it_used(tmp_path, caplog):
+    """An archive whose data array is not called x is accepted, and the log names the arrays used."""
+    import logging
+
+    imgs = np.zeros((3, 8, 8), dtype=np.uint8)
+    path = _npz(tmp_path, "pics.npz", images=imgs, labels=np.array([0, 1, 0]))
+    with caplog.at_level(logging.INFO, logger="holdsgm"):
+        ds = load_dataset(path)
+    assert ds.x.shape == (3, 1, 8, 8) and ds.n_classes == 2
+    assert "'images' as the data" in caplog.text and "'labels' as the labels" in caplog.text
+    assert "data.key" in caplog.text
+
+
+def test_error_messages_give_the_config_form(tmp_path):
+    """Errors that name a loader argument also say how to set it from a config or the command line."""
+    path = _npz(tmp_path, "big.npz", x=np.full((2, 4, 4), 1000, dtype=np.int32))
+    with pytest.raises(DataError) as e:
+        load_dataset(path)
+    assert "--set data.value_range=" in str(e.value) and "\n" not in str(e.value)
+    path = _npz(tmp_path, "odd.npz", pics=np.zeros((2, 4, 4)), more=np.zeros((2, 4, 4)))
+    with pytest.raises(DataError, match="--set data.key=pics"):
+        load_dataset(path)
+
+
+def test_files_take_n_and_seed_as_an_upper_bound(tmp_path):
+    """A toy preset's n / seed carry over to a file of points: at most n items, a seeded random subset."""
+    pts = np.arange(200, dtype=np.float32).reshape(100, 2)
+    path = tmp_path / "pts.npy"
+    np.save(path, pts)
+    assert len(load_dataset(str(path), n=20000, seed=0)) == 100  # fewer than n: all of them
+    a, b = load_dataset(str(path), n=10, seed=1), load_dataset(str(path), n=10, seed=1)
+    assert len(a) == 10 and torch.equal(a.x, b.x) and not torch.equal(a.x, load_dataset(str(path), n=10, seed=2).x)
+    assert bool((a.x[1:, 0] > a.x[:-1, 0]).all())  # the file's order is kept

@@ -201,7 +201,7 @@ def test_class_conditional_unet_with_label_dropout(tmp_path):
     run = load_run(tmp_path / "r")
     assert run.dataset_info.n_classes == 10 and run.dataset_info.data_shape == (1, 8, 8)
     labels = class_labels(run, 4, 3)
-    gen = generate(run, 4, sampler="em", nfe=3, labels=labels, trajectory=2)
+    gen = generate(run, 4, sampler="sscs", nfe=3, labels=labels, trajectory=2)  # EM diverges at 2 steps of HOLD
     assert gen.x.shape == (4, 1, 8, 8) and torch.isfinite(gen.x).all()
     assert gen.traj.shape == (3, 2, 3, 8, 8) and gen.traj_times[0] == run.sde.T
     from holdsgm.train.figures import image_grid_figure, trajectory_figure
@@ -235,3 +235,92 @@ def test_gradient_clipping_applies_above_the_threshold_only(tmp_path, clip):
         trainer.close()
     assert gnorm > 1e-5
     assert after == pytest.approx(min(gnorm, clip), rel=1e-4)
+
+
+def test_lr_schedules_after_warmup():
+    """cosine / linear decay from lr after the warm-up to lr_min at the last step; constant stays."""
+    kw = dict(lr=1e-3, warmup_steps=10, steps=110, lr_min=1e-5)
+    assert lr_at(4, schedule="cosine", **{k: v for k, v in kw.items() if k != "lr"}, lr=1e-3) == pytest.approx(5e-4)
+    for schedule in ("cosine", "linear"):
+        assert lr_at(10, schedule=schedule, **kw) == pytest.approx(1e-3)
+        assert lr_at(110, schedule=schedule, **kw) == pytest.approx(1e-5)
+        lrs = [lr_at(k, schedule=schedule, **kw) for k in range(10, 111)]
+        assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # non-increasing
+    assert lr_at(60, schedule="cosine", **kw) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert lr_at(60, schedule="linear", **kw) == pytest.approx(1e-3 - (1e-3 - 1e-5) * 0.5)
+    assert lr_at(60, schedule="constant", **kw) == 1e-3
+
+
+def test_lr_schedule_reaches_the_stats(tmp_path):
+    train_run(tiny_config("train.lr_schedule=cosine", "train.warmup_steps=2", "train.lr_min=0", steps=10),
+              tmp_path / "r", verbose=False)
+    lrs = [r[3] for r in losses(tmp_path / "r")]
+    base = tiny_config().train.lr
+    assert lrs[1] == pytest.approx(base) and lrs[-1] == pytest.approx(base * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+
+
+def test_gradient_accumulation_gives_the_same_updates(tmp_path):
+    """grad_accum splits each batch into micro-batches: the same updates up to float rounding."""
+    torch.set_num_threads(1)
+    train_run(tiny_config(steps=6), tmp_path / "one", verbose=False)
+    train_run(tiny_config("train.grad_accum=4", steps=6), tmp_path / "four", verbose=False)
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "four")
+    assert [r[0] for r in a] == [r[0] for r in b]
+    assert [r[1] for r in a] == pytest.approx([r[1] for r in b], rel=1e-5)
+    assert [r[2] for r in a] == pytest.approx([r[2] for r in b], rel=1e-4)
+    with pytest.raises(ConfigError, match="grad_accum"):
+        tiny_config("train.grad_accum=5")  # 32 rows do not split into 5
+
+
+@pytest.mark.parametrize("extra", [["train.grad_accum=2", "train.lr_schedule=cosine"],
+                                   ["train.lr_schedule=linear", "train.lr_min=1e-4"]])
+def test_new_training_options_resume_bit_exactly(tmp_path, extra):
+    """A run that lost its last checkpoint resumes from the one before and reproduces the losses exactly
+    (the schedule is a function of the step, the micro-batches of the batch)."""
+    import shutil
+
+    torch.set_num_threads(1)
+    cfg = tiny_config("train.ckpt_every=4", "train.keep_checkpoints=3", *extra, steps=10)
+    train_run(cfg, tmp_path / "ref", verbose=False)
+    reference = losses(tmp_path / "ref")
+    shutil.rmtree(tmp_path / "ref" / "checkpoints" / "ckpt-00000010")
+    shutil.rmtree(tmp_path / "ref" / "checkpoints" / "ckpt-00000008")
+    res = train_run(cfg, tmp_path / "ref", verbose=False)
+    assert res.resumed_from == 4 and losses(tmp_path / "ref") == reference
+
+
+def test_random_flip_mirrors_images_and_resumes_exactly(tmp_path):
+    from holdsgm.train import load_config
+
+    small = ["model.channels=8", "model.channel_mult=[1]", "model.num_res_blocks=1", "model.attn_resolutions=[]",
+             "model.mid_attention=false", "train.batch_size=8", "train.log_every=1", "train.tensorboard=false",
+             "train.warmup_steps=1", "train.ckpt_every=2", "data.random_flip=true"]
+    torch.set_num_threads(1)
+    trainer = Trainer(load_config("digits-hold", [*small, "train.steps=4"]), tmp_path / "t", verbose=False)
+    try:
+        x0 = trainer.train_x[:8]
+        flipped = trainer._flip(x0, 3)
+        same = [bool(torch.equal(f, x)) for f, x in zip(flipped, x0)]
+        mirrored = [bool(torch.equal(f, x.flip(-1))) for f, x in zip(flipped, x0)]
+        assert all(s or m for s, m in zip(same, mirrored)) and 0 < sum(mirrored) < 8
+        assert torch.equal(trainer._flip(x0, 3), flipped) and not torch.equal(trainer._flip(x0, 4), flipped)
+    finally:
+        trainer.close()
+    train_run(load_config("digits-hold", [*small, "train.steps=4"]), tmp_path / "ref", verbose=False)
+    train_run(load_config("digits-hold", [*small, "train.steps=2"]), tmp_path / "res", verbose=False)
+    train_run(load_config("digits-hold", [*small, "train.steps=4"]), tmp_path / "res", verbose=False)
+    assert losses(tmp_path / "res") == losses(tmp_path / "ref")
+    with pytest.raises(ConfigError, match="random_flip"):
+        Trainer(tiny_config("data.random_flip=true", steps=2), tmp_path / "toy", verbose=False)
+
+
+def test_warmup_longer_than_the_run_warns(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="holdsgm"):
+        train_run(tiny_config("train.warmup_steps=500", steps=4), tmp_path / "r", verbose=False)
+    assert "train.warmup_steps=500 is longer than the run" in caplog.text and "train.warmup_steps=" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="holdsgm"):
+        train_run(tiny_config("train.warmup_steps=2", steps=4), tmp_path / "s", verbose=False)
+    assert "warmup" not in caplog.text

@@ -5,12 +5,11 @@ Launch with ``torchrun --nproc_per_node N -m holdsgm.cli.main train CONFIG`` for
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from pathlib import Path
 
-from . import add_set_argument
+from . import HelpFormatter, add_set_argument
 
 
 def register(subparsers) -> None:
@@ -21,7 +20,7 @@ def register(subparsers) -> None:
         "toy-hold). An existing run folder is resumed from its newest valid checkpoint. "
         "SIGTERM/SIGINT stop cleanly after writing a checkpoint. For several processes, launch "
         "with: torchrun --nproc_per_node N -m holdsgm.cli.main train CONFIG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "config",
@@ -35,6 +34,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="print the resolved config and the parameter count; write nothing",
     )
+    p.add_argument("--restart", action="store_true",
+                   help="start over from step 0; the run folder's checkpoints and logs are first moved to "
+                   "RUN/old-<time>/ (nothing is deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     p.set_defaults(func=run)
 
@@ -56,7 +58,7 @@ def run(args) -> int:
         out = Path(args.config)
     else:
         out = Path("runs") / resolve_config_path(args.config).stem
-    result = train(config, out, verbose=not args.quiet)
+    result = train(config, out, verbose=not args.quiet, restart=args.restart)
     code = _exit_code(result.stopped_by)
     if not DistInfo.from_env().is_main:
         return code

@@ -7,6 +7,7 @@ Entry point: :func:`load_dataset`.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -19,6 +20,8 @@ from .digits import load_digits_dataset
 from .images import DEFAULT_KEYS, DEFAULT_LABEL_KEYS, IMAGE_EXTENSIONS, dataset_from_arrays, load_image_folder, load_npz
 from .toy import TOY_DATASETS, has_density, load_mixture, sample_mixture, toy_mixture
 
+log = logging.getLogger("holdsgm.data")
+
 DEFAULT_N = 10_000
 MAX_VALUES = 100_000_000  # n * dim cap for sampled data (400 MB of float32)
 
@@ -27,8 +30,8 @@ _OPTIONS = {
     "toy": {"n", "seed"},
     "mixture": {"n", "seed"},
     "digits": set(),
-    "folder": {"recursive", "labels", "channels"},
-    "npz": {"key", "label_key", "labels", "layout", "value_range"},
+    "folder": {"recursive", "labels", "channels", "n", "seed"},
+    "npz": {"key", "label_key", "labels", "layout", "value_range", "n", "seed"},
     "array": {"y", "layout", "value_range", "name"},
 }
 
@@ -80,9 +83,11 @@ def load_dataset(name_or_path, **options) -> Dataset:
       the mixture is returned as ``Dataset.mixture``.
     * ``digits``: scikit-learn's 8x8 digits, (N, 1, 8, 8), 17 levels, 10 classes.
     * a folder: PNG/JPEG images, see :func:`~holdsgm.data.images.load_image_folder`: ``recursive``,
-      ``labels`` (class per subfolder), ``channels``.
+      ``labels`` (class per subfolder; detected when the folder holds only class sub-folders), ``channels``.
     * ``path.npz`` / ``path.npy``: see :func:`~holdsgm.data.images.load_npz`: ``key``, ``label_key``,
       ``labels``, ``layout``, ``value_range``.
+    * folders and files also take ``n`` (use at most n items: a random subset drawn with ``seed`` when
+      there are more), so a toy preset's ``n``/``seed`` carry over to a file of the user's points.
     * a numpy array or tensor: see :func:`~holdsgm.data.images.dataset_from_arrays`: ``y``, ``layout``,
       ``value_range``, ``name``.
 
@@ -128,15 +133,32 @@ def _load(kind: str, name: str, raw, options: dict) -> Dataset:
         return Dataset(x=x, name=os.path.splitext(os.path.basename(name))[0], mixture=gm)
     if kind == "digits":
         return load_digits_dataset()
-    if kind == "folder":
-        return load_image_folder(name, **options)
-    if kind == "npz":
-        return load_npz(name, **options)
+    if kind in ("folder", "npz"):
+        opts = dict(options)
+        n, seed = opts.pop("n", None), opts.pop("seed", 0)
+        ds = load_image_folder(name, **opts) if kind == "folder" else load_npz(name, **opts)
+        return _at_most(ds, n, seed)
     opts = dict(options)
     label = opts.pop("name", "array")
     if not isinstance(label, str):
         raise DataError(f"option name must be a string, got {type(label).__name__}")
     return dataset_from_arrays(raw, y=opts.pop("y", None), name=label, **opts)
+
+
+def _at_most(ds: Dataset, n, seed) -> Dataset:
+    """At most ``n`` items of a data set read from a file: all of them when it holds no more, else a
+    deterministic random subset (drawn with ``seed``, original order kept). ``n=None``: all."""
+    if n is None:
+        return ds
+    n = check_int(n, "n", 1, MAX_POINTS)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    if len(ds) <= n:
+        if len(ds) < n:
+            log.info("data: %s holds %d items (fewer than n=%d): using all of them", ds.name, len(ds), n)
+        return ds
+    keep = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    log.info("data: using %d of the %d items of %s (n=%d, seed %d)", n, len(ds), ds.name, n, seed)
+    return ds.subset(keep)
 
 
 __all__ = [

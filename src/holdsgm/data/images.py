@@ -19,6 +19,7 @@ Every problem raises :class:`~holdsgm.errors.DataError` with a one-line message 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ import torch
 
 from ..errors import DataError
 from .dataset import Dataset
+
+log = logging.getLogger("holdsgm.data")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEFAULT_KEYS = ("x", "images", "arr_0")
@@ -115,7 +118,8 @@ def dataset_from_arrays(x, y=None, name: str = "array", layout: str | None = Non
     elif integer:
         if lo_v < 0 or hi_v > 255:
             raise DataError(f"{src}: integer images must have values in 0..255, found [{lo_v:g}, {hi_v:g}] "
-                            f"(pass value_range=(lo, hi) for other ranges)")
+                            f"(give their range: value_range=(lo, hi), in a config data.value_range: [lo, hi], e.g. "
+                            f"--set data.value_range=[0,16])")
         xf, n_bins = a / 255.0 * 2 - 1, 256
     elif lo_v >= 0 and hi_v <= 1:
         xf = a.astype(np.float64) * 2 - 1
@@ -123,7 +127,8 @@ def dataset_from_arrays(x, y=None, name: str = "array", layout: str | None = Non
         xf = a.astype(np.float64)
     else:
         raise DataError(f"{src}: float images must lie in [0, 1] or [-1, 1], found [{lo_v:.6g}, {hi_v:.6g}] "
-                        f"(pass value_range=(lo, hi) to rescale)")
+                        f"(give their range to rescale: value_range=(lo, hi), in a config data.value_range: "
+                        f"[lo, hi], e.g. --set data.value_range=[0,1000])")
     xt = torch.from_numpy(np.ascontiguousarray(xf, dtype=np.float32))
     if not torch.isfinite(xt).all():
         raise DataError(f"{src}: data overflow float32")
@@ -168,9 +173,18 @@ def load_npz(path, key: str | None = None, label_key: str | None = None, labels:
     except Exception as e:
         raise DataError(f"cannot read {p}: {_one_line(e)}") from None
     xk, yk = (list(arrays) + [None])[:2]
+    if key is None or (yk is not None and label_key is None):
+        log.info("data: %s: using array %r as the data%s (of: %s; choose with data.key / data.label_key)",
+                 p.name, xk, f" and {yk!r} as the labels" if yk is not None else "",
+                 ", ".join(have_keys(z if not isinstance(z, np.ndarray) else None)))
     src = f"{p} [{xk}]"
     return dataset_from_arrays(arrays[xk], arrays[yk] if yk is not None else None, name=p.stem,
                                layout=layout, value_range=value_range, source=src)
+
+
+def have_keys(z) -> list[str]:
+    """The array names of an opened ``.npz`` (``arr_0`` for a ``.npy`` file, passed as None)."""
+    return ["arr_0"] if z is None else list(z.files)
 
 
 def _wanted_keys(files, key, label_key, labels, p) -> list[str]:
@@ -186,7 +200,7 @@ def _wanted_keys(files, key, label_key, labels, p) -> list[str]:
             xk = have[0]
         if xk is None:
             raise DataError(f"{p} has none of the arrays {', '.join(DEFAULT_KEYS)}; it has: {listing} "
-                            f"(pass key=...)")
+                            f"(name it: key=NAME, in a config data.key: NAME, e.g. --set data.key={have[0]})")
     want = [xk]
     if labels is not False:
         if label_key is not None:
@@ -243,22 +257,25 @@ def _decode(f: Path, root: Path, ref: list) -> tuple[np.ndarray, bool]:
     return arr, gray
 
 
-def load_image_folder(path, recursive: bool = False, labels: bool = False,
+def load_image_folder(path, recursive: bool = False, labels: bool | None = None,
                       channels: int | None = None) -> Dataset:
     """Load every ``.png``/``.jpg``/``.jpeg`` image of a folder (same size required) as (N, C, H, W)
     float32 ``uint8 / 255 * 2 - 1`` in [-1, 1], ``n_bins=256``. Files are ordered by relative path;
     hidden files/folders are skipped.
 
-    * ``recursive=False`` reads only the folder itself, ``True`` also all subfolders.
+    * ``labels=None`` (default) detects the layout: a folder with no images directly in it but with
+      sub-folders that hold images is the ImageFolder layout (one sub-folder per class, labelled);
+      otherwise the folder's images are read without labels.
     * ``labels=True``: ImageFolder layout, one subfolder per class (classes = sorted subfolder names that
       contain images; each subfolder is searched recursively; ``recursive`` is then ignored); images
-      directly in the folder are an error.
+      directly in the folder are an error. ``labels=False``: never labelled.
+    * ``recursive=False`` reads only the folder itself, ``True`` also all subfolders (unlabelled).
     * ``channels=None``: 1 if every image is grayscale, else 3 (grayscale images are repeated into
       RGB); ``1`` or ``3`` forces it (RGB -> luminance via Pillow). Alpha channels are dropped.
     """
     root = Path(path)
-    if not isinstance(recursive, bool) or not isinstance(labels, bool):
-        raise DataError("options recursive and labels must be true or false")
+    if not isinstance(recursive, bool) or not (labels is None or isinstance(labels, bool)):
+        raise DataError("options recursive and labels must be true or false (labels: or null, to detect)")
     if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
         raise DataError(f"option channels must be 1, 3 or null, got {channels!r:.60}")
     try:
@@ -266,12 +283,13 @@ def load_image_folder(path, recursive: bool = False, labels: bool = False,
             raise DataError(f"image folder {root} does not exist")
         if not root.is_dir():
             raise DataError(f"{root} is not a folder (expected a folder of .png/.jpg images)")
-        if labels:
-            stray = _list_images(root, recursive=False)
-            if stray:
-                raise DataError(f"{root}: image {stray[0].name} is not in a class subfolder "
+        direct = _list_images(root, recursive=False)
+        asked = labels
+        classes, files, ys = [], [], []
+        if labels is not False and not (labels is None and (direct or recursive)):
+            if direct:
+                raise DataError(f"{root}: image {direct[0].name} is not in a class subfolder "
                                 f"(labels=true expects one subfolder per class)")
-            classes, files, ys = [], [], []
             for d in sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
                             key=lambda d: d.name):
                 fs = _list_images(d, recursive=True)
@@ -279,17 +297,22 @@ def load_image_folder(path, recursive: bool = False, labels: bool = False,
                     ys += [len(classes)] * len(fs)
                     classes.append(d.name)
                     files += fs
-        else:
-            files = _list_images(root, recursive)
+            labels = bool(files)
+        if not labels:
+            files = _list_images(root, recursive) if recursive else direct
     except DataError:
         raise
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read image folder {root}: {_one_line(e)}") from None
     if not files:
-        where = "in its class subfolders" if labels else ("in it or its subfolders" if recursive else
-                                                         "directly in it (recursive=false)")
+        where = "in it or its subfolders" if recursive or asked is None else (
+            "in its class subfolders" if asked else "directly in it (recursive=false)")
         raise DataError(f"image folder {root} has no images {where} "
                         f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+    if labels:
+        log.info("data: %s has one sub-folder per class: %d classes (%s); the labels are loaded (train a "
+                 "class-conditional model with data.conditional=true)", root, len(classes),
+                 ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else ""))
     ref: list = []
     decoded = [_decode(f, root, ref) for f in files]
     c = channels if channels is not None else (1 if all(g for _, g in decoded) else 3)

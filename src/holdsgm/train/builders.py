@@ -3,6 +3,7 @@ and evaluation)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,24 +15,40 @@ from ..errors import ConfigError
 from .checkpoint import DatasetInfo
 from .config import Config, DataConfig
 
+log = logging.getLogger("holdsgm.train")
+
 
 def load_split(data: DataConfig, split: str = "train"):
     """The ``train`` / ``test`` part (or ``all``) of the config's data set, split deterministically: a
     :class:`~holdsgm.data.Dataset`, or for ``data.name: speech`` a :class:`~holdsgm.audio.SpeechDataset`
-    (split by utterance id)."""
+    (split by utterance id). With ``data.test`` (a held-out file or folder) all of ``data.name`` is the
+    training part and ``data.test``, read with the same options, the test part; with ``test_fraction: 0``
+    the test part is the training data (with a warning: there is nothing held out)."""
     if split not in ("train", "test", "all"):
         raise ConfigError(f"split must be train, test or all; got {split!r}")
+    if split == "test" and data.test is not None:
+        return _read(data, data.test)
+    ds = _read(data, data.name)
+    if split == "all" or data.test is not None:
+        return ds
+    if data.test_fraction == 0:
+        if split == "test":
+            log.warning("data.test_fraction is 0 and data.test is not set: there is no held-out data, so "
+                        "the training data are used where held-out data would be")
+        return ds
+    train, test = ds.split(data.test_fraction, data.split_seed)
+    return train if split == "train" else test
+
+
+def _read(data: DataConfig, source: str):
+    """All of the data set ``source`` (``data.name`` or ``data.test``) with the config's options."""
     if data.is_speech:
         from ..audio import load_speech
 
         o = data.options
-        ds = load_speech(o["path"], o["sr"], recursive=o["recursive"], limit=o["limit"])
-    else:
-        ds = load_dataset(data.name, **data.options)
-    if split == "all":
-        return ds
-    train, test = ds.split(data.test_fraction, data.split_seed)
-    return train if split == "train" else test
+        return load_speech(o["path"] if source == data.name else source, o["sr"], recursive=o["recursive"],
+                           limit=o["limit"])
+    return load_dataset(source, **data.options)
 
 
 def speech_info(config: Config, train=None) -> DatasetInfo:
@@ -61,7 +78,10 @@ def dataset_info(config: Config, train) -> DatasetInfo:
     if config.data.is_speech:
         return speech_info(config, train)
     if config.data.conditional and not train.n_classes:
-        raise ConfigError(f"config key data.conditional: data set {train.name!r} has no class labels")
+        raise ConfigError(f"config key data.conditional: data set {train.name!r} has no class labels (give "
+                          f"them as one sub-folder per class of an image folder, or as an array y / labels "
+                          f"in the .npz, named with data.label_key; or train unconditionally: "
+                          f"--set data.conditional=false)")
     if train.x.dim() not in (2, 4):
         raise ConfigError(
             f"data set {train.name!r} has items of shape {train.data_shape}; holdsgm trains on "

@@ -61,9 +61,10 @@ class FlatParameters:
     def zero_grad(self) -> None:
         self.param.grad.zero_()
 
-    def backward(self, loss: Tensor) -> Tensor:
+    def backward(self, loss: Tensor, accumulate: bool = False) -> Tensor:
         """The gradient of ``loss`` with respect to the parameters, written into the flat buffer (replacing
-        what it held, as ``zero_grad`` + ``loss.backward()`` would) and returned.
+        what it held, as ``zero_grad`` + ``loss.backward()`` would; with ``accumulate`` added to it, as
+        ``loss.backward()`` alone would) and returned.
 
         ``torch.autograd.grad`` hands the gradients over without accumulating them into ``.grad`` one
         tensor at a time, and one copy writes them all; a parameter the loss does not reach gets zero
@@ -72,7 +73,10 @@ class FlatParameters:
         """
         grads = torch.autograd.grad(loss, self.params, materialize_grads=True)
         flat = self.gather()  # re-bind views something else replaced (they are about to be overwritten)
-        torch._foreach_copy_(self._views, grads)
+        if accumulate:
+            torch._foreach_add_(self._views, grads)
+        else:
+            torch._foreach_copy_(self._views, grads)
         return flat
 
     def gather(self) -> Tensor:

@@ -38,14 +38,15 @@ from . import faults
 from .builders import build_components, conditioned_network
 from .checkpoint import (
     FORMAT,
-    find_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     load_weights_into,
     prune_checkpoints,
     save_checkpoint,
+    scan_checkpoints,
     sde_dicts_equal,
 )
-from .config import Config, save_config
+from .config import Config, config_warnings, save_config
 from .distributed import (
     DistInfo,
     all_gather_object,
@@ -63,6 +64,8 @@ log = logging.getLogger("holdsgm.train")
 
 STATS_FILE = "stats.jsonl"
 CONFIG_FILE = "config.yaml"
+#: ``--restart`` moves a run's checkpoints and logs to ``RUN/<RESTART_PREFIX><time>/``
+RESTART_PREFIX = "old-"
 
 
 #: Training times (and their kernels) are drawn for about this many at once: a block of
@@ -76,11 +79,22 @@ def _derive_seed(*words: int) -> int:
     return ((int(a) << 32) | int(b)) & (2**63 - 1)
 
 
-def lr_at(step: int, lr: float, warmup_steps: int) -> float:
-    """Learning rate of update ``step`` (0-based): linear warm-up over ``warmup_steps``, then constant."""
-    if warmup_steps <= 0:
+def lr_at(step: int, lr: float, warmup_steps: int, schedule: str = "constant", steps: int = 0,
+          lr_min: float = 0.0) -> float:
+    """Learning rate of update ``step`` (0-based): a linear warm-up over ``warmup_steps``, then ``schedule``:
+    ``constant``, or a ``cosine`` / ``linear`` decay from ``lr`` to ``lr_min`` over the remaining updates to
+    ``steps`` (the schedules of score_sde / k-diffusion / diffusers' ``get_cosine_schedule_with_warmup``)."""
+    if step < warmup_steps:
+        return lr * ((step + 1) / warmup_steps)
+    if schedule == "constant":
         return lr
-    return lr * min(1.0, (step + 1) / warmup_steps)
+    span = max(1, steps - warmup_steps)
+    p = min(1.0, (step - warmup_steps) / span)
+    if schedule == "cosine":
+        return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "linear":
+        return lr - (lr - lr_min) * p
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
 
 
 @dataclass
@@ -176,12 +190,15 @@ class Trainer:
         run_dir: the run folder. If it holds checkpoints, training resumes from the newest valid one
             (another SDE or architecture -> :class:`CheckpointError`).
         verbose: show a tqdm bar (on a terminal) or one line per log step (otherwise), rank 0 only.
+        restart: start from step 0 even if the folder holds checkpoints; they, the logs and the config are
+            first moved to ``run_dir/old-<time>/`` (nothing is deleted).
 
     Use ``result = trainer.fit()`` then ``trainer.close()`` (or :func:`train`, which does both).
     """
 
-    def __init__(self, config: Config, run_dir, *, verbose: bool = True):
+    def __init__(self, config: Config, run_dir, *, verbose: bool = True, restart: bool = False):
         self.config = config
+        self.restart = restart
         self.dist = DistInfo.from_env()
         self._owns_group = False
         self.stats: StatsWriter | None = None
@@ -206,9 +223,21 @@ class Trainer:
         self.local_batch = tc.batch_size // self.dist.world_size
         # this rank's part of a global batch
         self._rank_rows = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
+        if self.local_batch % tc.grad_accum:
+            raise ConfigError(f"config key train.grad_accum: each rank's batch {self.local_batch} must be "
+                              f"divisible by the number of micro-batches {tc.grad_accum}")
+        micro = self.local_batch // tc.grad_accum  # the rows of each micro-batch (gradient accumulation)
+        self._micro_rows = [slice(i, i + micro) for i in range(0, self.local_batch, micro)]
 
         if self.dist.is_main:
             _prepare_run_dir(self.run_dir)
+            if self.restart and (list_checkpoints(self.run_dir) or (self.run_dir / STATS_FILE).exists()):
+                moved = _move_aside(self.run_dir)
+                log.warning("--restart: moved the previous checkpoints and logs of %s to %s", self.run_dir, moved)
+        if self.dist.enabled:
+            from .distributed import barrier
+
+            barrier()
 
         comp = build_components(config, seed=tc.seed)
         self.sde = comp.sde
@@ -278,6 +307,12 @@ class Trainer:
         self._resume()
         if self.dist.is_main:
             save_config(config, self.run_dir / CONFIG_FILE)
+            if self.step < tc.steps:
+                for w in config_warnings(config):
+                    log.warning("%s", w)
+        if config.data.random_flip and len(self.info.data_shape) != 3:
+            raise ConfigError(f"config key data.random_flip: flips are for images; {self.info.name!r} has items "
+                              f"of shape {self.info.data_shape}")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -340,7 +375,7 @@ class Trainer:
             path = save_checkpoint(
                 self.run_dir, self.step, self.net.state_dict(), self.ema.state_dict(), state
             )
-            prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
+            prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints, path)
             self.last_checkpoint = path
         if self.dist.enabled:
             path = broadcast_object(str(path) if path else None)
@@ -348,8 +383,31 @@ class Trainer:
             self.last_checkpoint = path
         return path
 
+    def _find_resume_point(self) -> Path | None:
+        """The newest valid checkpoint of the run folder (rank 0). A folder that holds checkpoints of
+        which none can be loaded is not started over (that would soon overwrite or prune them): it is a
+        CheckpointError that says how to recover. Unloadable folders beside a valid one are reported."""
+        found, broken = scan_checkpoints(self.run_dir)
+        if found is None and broken:
+            names = "; ".join(f"{p.name}: {_reason(r, p)}" for p, r in broken[:3])
+            more = f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
+            raise CheckpointError(
+                f"run folder {self.run_dir} holds {len(broken)} checkpoint(s) and none can be loaded ({names}"
+                f"{more}); nothing was changed. To start over and keep them, run again with --restart (they "
+                f"are moved to {self.run_dir}/{RESTART_PREFIX}<time>/), or train into another --out folder"
+            )
+        if found is not None:
+            step = int(found.name.split("-")[-1])
+            for p, r in broken:
+                if int(p.name.split("-")[-1]) > step:
+                    log.warning("checkpoint %s cannot be loaded (%s); resuming from %s: the run re-creates "
+                                "this step and replaces the folder only then", p.name, _reason(r, p), found.name)
+                else:
+                    log.warning("checkpoint %s cannot be loaded (%s); left in place", p.name, _reason(r, p))
+        return found
+
     def _resume(self) -> None:
-        found = find_checkpoint(self.run_dir) if self.dist.is_main else None
+        found = self._find_resume_point() if self.dist.is_main else None
         if self.dist.enabled:
             found = broadcast_object(str(found) if found else None)
             found = Path(found) if found else None
@@ -523,6 +581,18 @@ class Trainer:
         _, t, phi, chol = self._time_block
         return t[i], Kernel(phi[i], chol[i])
 
+    def lr(self, step: int) -> float:
+        """The learning rate of update ``step`` (0-based): warm-up, then the configured schedule."""
+        tc = self.config.train
+        return lr_at(step, tc.lr, tc.warmup_steps, tc.lr_schedule, tc.steps, tc.lr_min)
+
+    def _flip(self, x0: Tensor, step: int) -> Tensor:
+        """``data.random_flip``: each image mirrored left-right with probability 1/2, by a mask that is a pure
+        function of (seed, step) over the global batch (resumes and DDP ranks agree)."""
+        g = torch.Generator().manual_seed(_derive_seed(self.config.train.seed, 7, step))
+        mask = (torch.rand(self.config.train.batch_size, generator=g) < 0.5)[self._rank_rows].to(x0.device)
+        return torch.where(mask.view(-1, *([1] * (x0.dim() - 1))), x0.flip(-1), x0)
+
     def train_step(self) -> tuple[float, float]:
         """One optimiser update; returns (loss, gradient norm before clipping)."""
         tc = self.config.train
@@ -532,14 +602,17 @@ class Trainer:
         else:
             idx = self.sampler.batch_at(step).to(self.device)
             x0, y = self.train_x.index_select(0, idx), None
+            if self.config.data.random_flip:
+                x0 = self._flip(x0, step)
         if self._nan_step is not None and step == self._nan_step:
             x0 = torch.full_like(x0, float("nan"))
-        lr = lr_at(step, tc.lr, tc.warmup_steps)
+        lr = self.lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
         if self.config.stage2.enabled:
             loss = self._stage2_loss(x0, y)
+            self._backward(loss)
         else:
             t, eps, drop, kernel = self._draw(step)
             if self.train_y is not None:
@@ -548,9 +621,7 @@ class Trainer:
                     y = torch.where(drop, torch.full_like(y, self.info.n_classes), y)
             if self.priorgrad is not None:
                 x0 = x0 / self.priorgrad.std(y)  # the SDE runs on u / sigma
-            loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting,
-                            y=y, reduction="mean", kernel=kernel)
-        self._backward(loss)
+            loss = self._accumulate(x0, y, t, eps, kernel)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         flat = self.flat
@@ -580,22 +651,46 @@ class Trainer:
         self.step = step + 1
         return loss_v, gnorm_v
 
-    def _backward(self, loss: Tensor) -> None:
+    def _accumulate(self, x0: Tensor, y: Tensor | None, t: Tensor, eps: Tensor, kernel: Kernel) -> Tensor:
+        """The HSM loss of this rank's batch and its gradients, over ``train.grad_accum`` micro-batches (each
+        micro-batch's mean loss weighted by its share of the batch, so the sum is the batch's mean loss)."""
+        tc = self.config.train
+        parts = self._micro_rows
+        if len(parts) == 1:
+            loss = hsm_loss(self.eps_model.eps, self.sde, x0, t=t, eps=eps, weighting=tc.weighting,
+                            y=y, reduction="mean", kernel=kernel)
+            self._backward(loss)
+            return loss
+        total = x0.new_zeros(())
+        for j, rows in enumerate(parts):
+            part = hsm_loss(self.eps_model.eps, self.sde, x0[rows], t=t[rows], eps=eps[rows],
+                            weighting=tc.weighting, y=None if y is None else y[rows], reduction="mean",
+                            kernel=Kernel(kernel.phi[rows], kernel.chol[rows])) / len(parts)
+            sync = self.dist.enabled and j < len(parts) - 1  # DDP averages once, after the last micro-batch
+            with self.train_net.no_sync() if sync else contextlib.nullcontext():
+                self._backward(part, accumulate=j > 0)
+            total = total + part.detach()
+        return total
+
+    def _backward(self, loss: Tensor, accumulate: bool = False) -> None:
         """The parameters' gradients of ``loss`` (scaled for float16 autocast) in their ``.grad``, replacing
-        the last step's: with flat buffers, straight into the flat gradient buffer (under DDP by backward's
-        accumulation into its zeroed views, whose hooks average the gradients between ranks)."""
+        the last step's (``accumulate``: added to them): with flat buffers, straight into the flat gradient
+        buffer (under DDP by backward's accumulation into its zeroed views, whose hooks average the
+        gradients between ranks)."""
         if self.scaler is not None:
             loss = self.scaler.scale(loss)
         flat = self.flat
         if flat is None:
-            self.optimizer.zero_grad(set_to_none=True)
+            if not accumulate:
+                self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         elif self.dist.enabled:
-            flat.zero_grad()
+            if not accumulate:
+                flat.zero_grad()
             loss.backward()
             flat.gather()
         else:
-            flat.backward(loss)
+            flat.backward(loss, accumulate=accumulate)
 
     # ------------------------------------------------------------------ the loop
     def _on_signal(self, signum, frame) -> None:
@@ -675,9 +770,7 @@ class Trainer:
                         stop = all_reduce_max(float(stop), self.device) > 0
                     if self.step % tc.log_every == 0 or self.step == tc.steps:
                         now = time.perf_counter()
-                        rec = self._log(
-                            lr_at(self.step - 1, tc.lr, tc.warmup_steps), self.step - s_mark, now - t_mark
-                        )
+                        rec = self._log(self.lr(self.step - 1), self.step - s_mark, now - t_mark)
                         t_mark, s_mark = now, self.step
                         if bar is not None:
                             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
@@ -744,9 +837,28 @@ def _prepare_run_dir(run_dir: Path) -> None:
         raise OSError(f"cannot write to run folder {run_dir}: {e.strerror or e}") from None
 
 
-def train(config: Config, run_dir, *, verbose: bool = True) -> TrainResult:
-    """Build a :class:`Trainer`, fit, and release it (also on errors)."""
-    trainer = Trainer(config, run_dir, verbose=verbose)
+def _reason(message: str, folder: Path) -> str:
+    """A checkpoint error message without the folder's path (it is named beside it)."""
+    return message.replace(f"checkpoint {folder} ", "").replace(f"{folder}{os.sep}", "")
+
+
+def _move_aside(run_dir: Path) -> Path:
+    """Move a run's checkpoints, logs and config into ``run_dir/old-<time>/`` (``--restart``)."""
+    dest = run_dir / f"{RESTART_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
+    k = 1
+    while dest.exists():
+        k += 1
+        dest = run_dir / f"{RESTART_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{k}"
+    dest.mkdir()
+    for name in ("checkpoints", STATS_FILE, CONFIG_FILE, "tb"):
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, dest / name)
+    return dest
+
+
+def train(config: Config, run_dir, *, verbose: bool = True, restart: bool = False) -> TrainResult:
+    """Build a :class:`Trainer`, fit, and release it (also on errors). ``restart``: see :class:`Trainer`."""
+    trainer = Trainer(config, run_dir, verbose=verbose, restart=restart)
     try:
         return trainer.fit()
     finally:
