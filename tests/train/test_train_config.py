@@ -222,3 +222,59 @@ def test_apply_overrides_does_not_mutate():
     d = {"train": {"lr": 1.0}}
     out = apply_overrides(d, ["train.lr=2"])
     assert d == {"train": {"lr": 1.0}} and out["train"]["lr"] == 2
+
+
+def test_null_removes_an_option_a_preset_set(tmp_path):
+    """--set data.n=null removes a passed-on option (so a toy preset can train on a user's file)."""
+    import numpy as np
+
+    d = apply_overrides(load_config("toy-hold").to_dict(), ["data.n=null", "sde.T=null", "model.hidden=null"])
+    assert "n" not in d["data"] and "T" not in d["sde"] and "hidden" not in d["model"]
+    cfg = Config.from_dict(d)
+    assert "n" not in cfg.data.options and cfg.sde.build().T == 5.0  # the preset's own T
+    pts = tmp_path / "points.npy"
+    np.save(pts, np.random.default_rng(0).normal(size=(300, 2)).astype("float32"))
+    from holdsgm.train.builders import load_split
+
+    for extra in ([], ["data.n=null", "data.seed=null"]):  # the toy preset's n and seed apply to a file too
+        cfg = load_config("toy-hold", [f"data.name={pts}", *extra])
+        assert len(load_split(cfg.data, "train")) + len(load_split(cfg.data, "test")) == 300
+
+
+def test_train_on_all_data_or_on_a_heldout_file(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from holdsgm.train.builders import load_split
+
+    pts, held = tmp_path / "points.npy", tmp_path / "held.npy"
+    np.save(pts, np.zeros((50, 2), dtype="float32"))
+    np.save(held, np.ones((7, 2), dtype="float32"))
+    cfg = load_config("toy-hold", [f"data.name={pts}", "data.test_fraction=0"])
+    assert len(load_split(cfg.data, "train")) == 50
+    with caplog.at_level(logging.WARNING, logger="holdsgm"):
+        assert len(load_split(cfg.data, "test")) == 50
+    assert "no held-out data" in caplog.text
+    cfg = load_config("toy-hold", [f"data.name={pts}", f"data.test={held}"])
+    assert len(load_split(cfg.data, "train")) == 50
+    test = load_split(cfg.data, "test")
+    assert len(test) == 7 and float(test.x.mean()) == 1.0
+    for bad in ("data.test_fraction=1", "data.test_fraction=-0.1", "data.test=''"):
+        with pytest.raises(ConfigError, match="data.test"):
+            load_config("toy-hold", [bad])
+
+
+def test_config_reference_is_complete_and_docs_are_current():
+    """Every key has a meaning, and docs/config.md is what `holdsgm config --markdown` writes."""
+    from holdsgm.train.reference import markdown, reference, undocumented
+    from run_helpers import REPO
+
+    assert undocumented() == []
+    keys = {e.key for e in reference()}
+    assert {"train.lr_schedule", "train.grad_accum", "data.random_flip", "data.value_range", "data.key",
+            "data.recursive", "data.labels", "sde.T", "model.hidden", "eval.aux_draws"} <= keys
+    assert (REPO / "docs" / "config.md").read_text() == markdown(), \
+        "docs/config.md is stale: run `holdsgm config --markdown > docs/config.md`"
+    with pytest.raises(ConfigError, match="unknown config section"):
+        reference("nope")

@@ -179,11 +179,20 @@ def _unknown(section: str, key, valid) -> ConfigError:
 # ---------------------------------------------------------------------- sections
 
 
+def doc(default, meaning: str):
+    """A config field with its default and its meaning (listed by ``holdsgm config --list`` and docs/config.md)."""
+    return field(default=default, metadata={"doc": meaning})
+
+
+
 @dataclass
 class SDEConfig:
     """The forward SDE: a preset name of :func:`holdsgm.sde.make_sde` and parameter overrides."""
 
-    name: str = "hold"
+    name: str = doc(
+        "hold",
+        'the SDE preset (holdsgm.sde.make_sde): vp, subvp, ve, cld, cld-sgm, hold, or langevin (any order); its'
+        ' parameters are keys of this section too (below)')
     overrides: dict[str, Any] = field(default_factory=dict)
 
     EXTRA = "overrides"
@@ -247,13 +256,32 @@ class DataConfig:
 
     ``options`` go to :func:`holdsgm.data.load_dataset` (e.g. ``n`` and ``seed`` of a toy set).
     Training uses the ``train`` part of a deterministic split (``test_fraction``, ``split_seed``);
-    evaluation uses the held-out ``test`` part. ``conditional`` trains a class-conditional model.
+    evaluation uses the held-out ``test`` part. ``test_fraction: 0`` trains on all of the data (evaluation
+    then uses the training data, with a warning); ``test`` names a held-out file or folder of the user's
+    own (read with the same options), and then all of ``name`` trains. ``conditional`` trains a
+    class-conditional model. ``random_flip`` (images only) mirrors each training image left-right with
+    probability 1/2 (a pure function of the seed and the step, so resumes stay exact).
     """
 
-    name: str = "8gaussians"
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    conditional: bool = False
+    name: str = doc(
+        "8gaussians",
+        'a built-in data set (8gaussians, checkerboard, swissroll, moons, pinwheel, 2spirals, digits, speech) '
+        'or a path: a folder of PNG/JPEG images (one sub-folder per class is detected), an .npz/.npy array '
+        'file, a .json Gaussian mixture')
+    test_fraction: float = doc(
+        0.1,
+        'the held-out fraction of a deterministic random split, in [0, 1); 0 trains on everything (evaluation '
+        'then uses the training data, with a warning)')
+    split_seed: int = doc(0, 'seed of the train/test split')
+    conditional: bool = doc(False, 'train a class-conditional model (the data needs labels)')
+    test: str | None = doc(
+        None,
+        'a held-out file or folder of your own, read with the same options; when set, all of `name` trains and '
+        'test_fraction is not used')
+    random_flip: bool = doc(
+        False,
+        'images: mirror each training image left-right with probability 1/2 (a pure function of seed and step: '
+        'resumes stay exact)')
     options: dict[str, Any] = field(default_factory=dict)
 
     EXTRA = "options"
@@ -262,9 +290,14 @@ class DataConfig:
         self.name = _str("data.name", self.name)
         if not self.name.strip():
             raise ConfigError("config key data.name: must be a data set name or path, got ''")
-        self.test_fraction = _float("data.test_fraction", self.test_fraction, 0.0, 1.0, True, True)
+        self.test_fraction = _float("data.test_fraction", self.test_fraction, 0.0, 1.0, hi_open=True)
+        if self.test is not None:
+            self.test = _str("data.test", self.test)
+            if not self.test.strip():
+                raise ConfigError("config key data.test: must be a held-out data file or folder, or null")
         self.split_seed = _int("data.split_seed", self.split_seed, 0, MAX_SEED)
         self.conditional = _bool("data.conditional", self.conditional)
+        self.random_flip = _bool("data.random_flip", self.random_flip)
         self.options = {k: _plain(f"data.{k}", v) for k, v in _mapping("data.options", self.options).items()}
         if self.is_speech:
             return self._validate_speech()
@@ -304,6 +337,8 @@ class DataConfig:
             "test_fraction": self.test_fraction,
             "split_seed": self.split_seed,
             "conditional": self.conditional,
+            "test": self.test,
+            "random_flip": self.random_flip,
         }
 
 
@@ -324,11 +359,20 @@ class ModelConfig:
     ``[priorgrad_min_std, 1]`` from the mel's frame energy, see :mod:`holdsgm.audio.priorgrad`).
     """
 
-    kind: str = "mlp"
-    mixed_score: bool = False
-    data_var: float | None = None
-    conditioning: str = "plain"
-    priorgrad_min_std: float = 0.1
+    kind: str = doc(
+        "mlp",
+        'the network: mlp (vectors), unet (images), diffwave (speech); its arguments are keys of this section '
+        'too (below)')
+    mixed_score: bool = doc(
+        False,
+        "add CLD's analytic Gaussian score to the network's output (Dockhorn et al. 2022, sec. 3.2)")
+    data_var: float | None = doc(
+        None,
+        'per-coordinate data variance of the mixed score (null: estimated from the training data)')
+    conditioning: str = doc(
+        "plain",
+        "speech only: plain (the mel enters the network) or priorgrad (PriorGrad's mel-derived noise scale)")
+    priorgrad_min_std: float = doc(0.1, 'PriorGrad: the smallest noise scale, in (0, 1]')
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     EXTRA = "kwargs"
@@ -376,47 +420,74 @@ def network_arguments(kind: str) -> set[str]:
 
 
 AMP_MODES = ("none", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping.
 
-    AdamW (Loshchilov & Hutter 2019) with a linear warm-up of ``warmup_steps`` to ``lr`` (then constant),
+    AdamW (Loshchilov & Hutter 2019) with a linear warm-up of ``warmup_steps`` to ``lr``, then
+    ``lr_schedule``: ``constant``, or ``cosine`` / ``linear`` decay to ``lr_min`` at the last step;
     gradient-norm clipping (``grad_clip``; 0 disables), and an EMA of the weights with decay
     ``ema_decay``; with ``ema_warmup`` the decay at step k is ``min(ema_decay, (1 + k) / (10 + k))``
     (the TensorFlow/score_sde warm-up; early averages are not dominated by the random init).
-    ``batch_size`` is the global batch (split across DDP ranks). ``amp`` (bf16/fp16 autocast) only
+    ``batch_size`` is the global batch (split across DDP ranks); ``grad_accum`` splits each rank's part into
+    that many micro-batches whose gradients are summed, so the global batch (and the training) does not
+    depend on how much fits in memory. ``amp`` (bf16/fp16 autocast) only
     takes effect on CUDA. ``label_dropout`` replaces class labels by the null label with that
     probability (classifier-free guidance training, Ho & Salimans 2022).
     """
 
-    steps: int = 2000
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    ema_warmup: bool = True
-    weighting: str = "unit"
-    stratified: bool = True
-    seed: int = 0
-    log_every: int = 100
-    ckpt_every: int = 1000
-    keep_checkpoints: int = 2
-    amp: str = "none"
-    device: str = "auto"
-    label_dropout: float = 0.0
-    tensorboard: bool = True
+    steps: int = doc(
+        2000,
+        'optimiser updates in all (a resumed run continues to this step); shorten a run with --set '
+        'train.steps=N')
+    batch_size: int = doc(512, 'the global batch (split across DDP ranks)')
+    grad_accum: int = doc(
+        1,
+        "micro-batches per update: each rank's batch is split into this many forward/backward passes whose "
+        'gradients add up (the update does not depend on it; memory does)')
+    lr: float = doc(1e-3, 'AdamW learning rate (after warm-up)')
+    lr_schedule: str = doc("constant", 'after warm-up: constant, cosine or linear decay to lr_min at the last step')
+    lr_min: float = doc(0.0, 'the learning rate the cosine/linear schedules reach at train.steps')
+    weight_decay: float = doc(0.0, "AdamW's decoupled weight decay")
+    betas: tuple[float, float] = doc((0.9, 0.999), "AdamW's (beta1, beta2)")
+    warmup_steps: int = doc(
+        100,
+        'linear learning-rate warm-up from lr / warmup_steps to lr (a warning if longer than the run)')
+    grad_clip: float = doc(1.0, 'clip the gradient norm to this value (0: no clipping)')
+    ema_decay: float = doc(0.999, 'decay of the exponential moving average of the weights (samples use the EMA)')
+    ema_warmup: bool = doc(True, "EMA decay min(ema_decay, (1 + k) / (10 + k)) at step k (score_sde's warm-up)")
+    weighting: str = doc("unit", "loss weighting over time: unit, or likelihood (the ELBO's weighting)")
+    stratified: bool = doc(True, 'stratified (low-discrepancy) training times per batch')
+    seed: int = doc(0, 'training seed (initialisation, batches, times, noise); a run is a pure function of it')
+    log_every: int = doc(100, 'steps between stats.jsonl records (and log lines)')
+    ckpt_every: int = doc(1000, 'steps between checkpoints (a crash loses at most this many)')
+    keep_checkpoints: int = doc(
+        2,
+        'checkpoints kept; older valid ones are removed after a newer one is written and verified')
+    amp: str = doc("none", 'mixed precision on CUDA: none, bf16 or fp16 (no effect on the CPU)')
+    device: str = doc("auto", 'auto, cpu, cuda or cuda:N')
+    label_dropout: float = doc(
+        0.0,
+        'probability of replacing a label by the null label (classifier-free guidance training)')
+    tensorboard: bool = doc(True, 'also write TensorBoard scalars to RUN/tb')
 
     def validate(self) -> TrainConfig:
         from ..losses import WEIGHTINGS
 
         self.steps = _int("train.steps", self.steps, 1)
         self.batch_size = _int("train.batch_size", self.batch_size, 1)
+        self.grad_accum = _int("train.grad_accum", self.grad_accum, 1)
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"config key train.grad_accum: the batch {self.batch_size} must be divisible by "
+                              f"the number of micro-batches {self.grad_accum}")
         self.lr = _float("train.lr", self.lr, 0.0, None, lo_open=True)
+        self.lr_schedule = _str("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        self.lr_min = _float("train.lr_min", self.lr_min, 0.0)
+        if self.lr_min > self.lr:
+            raise ConfigError(f"config key train.lr_min: must not exceed train.lr={self.lr:g}, got {self.lr_min:g}")
         self.weight_decay = _float("train.weight_decay", self.weight_decay, 0.0)
         if (
             isinstance(self.betas, (str, bytes))
@@ -452,16 +523,23 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """Default sampling settings (``holdsgm sample``/``eval``): ``n`` samples with ``sampler`` at ``nfe``
-    score evaluations on time grid ``grid``; sample i uses seed ``seed + i``; ``ema``: use the EMA weights."""
+    """Default sampling settings (``holdsgm sample``/``eval``): ``n`` samples with ``sampler`` (a name or a
+    spec ``name:key=value,...``) at ``nfe`` score evaluations on time grid ``grid`` (null: the sampler's own
+    default; a ``grid=`` in the spec wins); sample i uses seed ``seed + i``; ``ema``: use the EMA weights."""
 
-    sampler: str = "sscs"
-    nfe: int = 50
-    grid: str = "uniform"
-    n: int = 2000
-    seed: int = 0
-    ema: bool = True
-    batch_size: int = 2048
+    sampler: str = doc(
+        "sscs",
+        'the default sampler of `holdsgm sample` / `eval`: a name or a spec name:key=value,... (holdsgm sample '
+        '--help lists them)')
+    nfe: int = doc(50, 'score evaluations per sample')
+    grid: str | None = doc(
+        None,
+        "time grid: uniform, quadratic, rho, log, logell, logsnr, edm (null: the sampler's own measured "
+        'default; a grid= in the spec wins)')
+    n: int = doc(2000, 'samples drawn by `holdsgm sample`')
+    seed: int = doc(0, 'sample i uses seed seed + i (results do not depend on the batch size)')
+    ema: bool = doc(True, 'sample with the EMA weights')
+    batch_size: int = doc(2048, 'samples per batch')
 
     def validate(self) -> SampleConfig:
         from ..samplers import GRIDS, check_sampler
@@ -478,7 +556,8 @@ class SampleConfig:
             check_sampler(self.sampler, self.nfe)
         except ValueError as e:
             raise ConfigError(f"config key sample.nfe: {e}") from None
-        self.grid = _str("sample.grid", self.grid, GRIDS)
+        if self.grid is not None:
+            self.grid = _str("sample.grid", self.grid, GRIDS)
         self.n = _int("sample.n", self.n, 1, 10_000_000)
         self.seed = _int("sample.seed", self.seed, 0, MAX_SEED)
         self.ema = _bool("sample.ema", self.ema)
@@ -490,15 +569,21 @@ class SampleConfig:
 class EvalConfig:
     """``holdsgm eval``/``likelihood`` budgets: ``n`` generated samples for sample metrics (W2, MMD,
     per-mode W2, FD), ``nll_n`` held-out points for the ODE likelihood with ``divergence`` ('exact' or
-    'hutchinson'), solved by ``method`` (scipy RK45 at ``rtol``/``atol``, or fixed-step 'rk4')."""
+    'hutchinson'), solved by ``method`` (scipy RK45 at ``rtol``/``atol``, or fixed-step 'rk4'). For CLD/HOLD
+    each point's bound uses ``aux_draws`` draws of the auxiliaries combined by ``aux_estimator`` ('iw':
+    importance-weighted, 'mean'; see :func:`holdsgm.likelihood.ode_likelihood`)."""
 
-    n: int = 2000
-    nll_n: int = 500
-    divergence: str = "exact"
-    method: str = "RK45"
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    seed: int = 0
+    n: int = doc(2000, 'generated samples for the sample metrics of `holdsgm eval`')
+    nll_n: int = doc(500, 'held-out items for the ODE likelihood (0: skip it)')
+    divergence: str = doc("exact", 'exact (low dimension) or hutchinson (a Rademacher probe per solve)')
+    method: str = doc("RK45", 'ODE solver: RK45, RK23, DOP853 (scipy, adaptive) or rk4 (fixed step)')
+    rtol: float = doc(1e-5, "the adaptive solver's relative tolerance")
+    atol: float = doc(1e-5, "the adaptive solver's absolute tolerance")
+    aux_draws: int = doc(4, 'CLD/HOLD: auxiliary (velocity, acceleration) draws per item in the likelihood bound')
+    aux_estimator: str = doc(
+        "iw",
+        'how the draws combine: iw (importance-weighted bound, robust to one bad draw) or mean')
+    seed: int = doc(0, "seed of the evaluation's samples, auxiliaries, probes and dequantisation")
 
     def validate(self) -> EvalConfig:
         self.n = _int("eval.n", self.n, 2, 10_000_000)
@@ -507,6 +592,8 @@ class EvalConfig:
         self.method = _str("eval.method", self.method, ("RK45", "RK23", "DOP853", "rk4"))
         self.rtol = _float("eval.rtol", self.rtol, 0.0, 1.0, lo_open=True)
         self.atol = _float("eval.atol", self.atol, 0.0, 1.0, lo_open=True)
+        self.aux_draws = _int("eval.aux_draws", self.aux_draws, 1, 1024)
+        self.aux_estimator = _str("eval.aux_estimator", self.aux_estimator, ("iw", "mean"))
         self.seed = _int("eval.seed", self.seed, 0, MAX_SEED)
         return self
 
@@ -525,14 +612,14 @@ class Stage2Config:
     The run records ``nfe``, ``sampler`` and ``grid``; ``holdsgm vocode`` uses them by default.
     """
 
-    enabled: bool = False
-    init: str | None = None
-    nfe: int = 2
-    sampler: str = "exp1"
-    grid: str = "edm"
-    which: str = "ema"
-    l2_weight: float = 1.0
-    mrstft_weight: float = 1.0
+    enabled: bool = doc(False, 'fine-tune a trained vocoder for few steps (Lay et al. 2023) instead of HSM training')
+    init: str | None = doc(None, 'the trained stage-one run (or checkpoint folder) to start from')
+    nfe: int = doc(2, "the score evaluations the fine-tuned sampler takes (also the vocoder's default)")
+    sampler: str = doc("exp1", 'the sampler unrolled during stage two')
+    grid: str = doc("edm", 'the time grid of the unrolled sampler')
+    which: str = doc("ema", "start from the stage-one run's ema or model weights")
+    l2_weight: float = doc(1.0, 'weight of the L2 loss of the few-step output')
+    mrstft_weight: float = doc(1.0, 'weight of the multi-resolution STFT loss of the few-step output')
 
     def validate(self) -> Stage2Config:
         from ..samplers import GRIDS, SAMPLERS
@@ -568,6 +655,17 @@ SECTIONS: dict[str, type] = {
     "eval": EvalConfig,
     "stage2": Stage2Config,
 }
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are valid but probably not what was meant (shown by ``train`` and ``--dry-run``)."""
+    tc = config.train
+    out = []
+    if tc.warmup_steps > tc.steps:
+        out.append(f"train.warmup_steps={tc.warmup_steps} is longer than the run (train.steps={tc.steps}): the "
+                   f"learning rate reaches only {tc.lr * tc.steps / tc.warmup_steps:.3g} of train.lr={tc.lr:g}; "
+                   f"shorten the warm-up, e.g. --set train.warmup_steps={max(1, tc.steps // 10)}")
+    return out
 
 
 def _fields(cls) -> set[str]:
@@ -638,6 +736,10 @@ class Config:
                               f"(data.name: speech)")
         if self.model.conditioning == "priorgrad" and self.model.mixed_score:
             raise ConfigError("config key model.mixed_score: not supported with model.conditioning: priorgrad")
+        if self.data.random_flip and self.data.is_speech:
+            raise ConfigError("config key data.random_flip: flips are for images, not speech")
+        if self.stage2.enabled and self.train.grad_accum > 1:
+            raise ConfigError("config key train.grad_accum: stage two does not accumulate gradients; use 1")
         if self.stage2.enabled and not self.data.is_speech:
             raise ConfigError("config key stage2.enabled: stage two needs speech data (data.name: speech)")
         if self.stage2.enabled and self.stage2.mrstft_weight and self.data.options["segment_frames"] < 5:
@@ -694,7 +796,9 @@ def resolve_config_path(path) -> Path:
 
 
 def apply_overrides(d: dict, overrides) -> dict:
-    """Apply ``["a.b=value", ...]`` to a copy of a nested dict; ``sde.T=3`` sets ``d['sde']['T']``."""
+    """Apply ``["a.b=value", ...]`` to a copy of a nested dict; ``sde.T=3`` sets ``d['sde']['T']``.
+    ``null`` for an option that is passed on (``data.n=null``, ``sde.T=null``, ``model.hidden=null``)
+    removes it, so the loader's, SDE's or network's own default applies."""
     d = copy.deepcopy(d)
     for item in overrides or ():
         if not isinstance(item, str) or "=" not in item:
@@ -715,6 +819,13 @@ def apply_overrides(d: dict, overrides) -> dict:
         if len(parts) > 2 and parts[1] == extra:
             parts = [parts[0], *parts[2:]]  # sde.overrides.T -> sde.T
         value = parse_value(text)
+        if value is None and len(parts) == 2 and parts[1] not in _fields(SECTIONS[parts[0]]):
+            # an option passed on to the SDE, loader or network: null removes it (its default applies)
+            if isinstance(d.get(parts[0]), dict):
+                d[parts[0]].pop(parts[1], None)
+                if isinstance(d[parts[0]].get(extra), dict):
+                    d[parts[0]][extra].pop(parts[1], None)
+            continue
         node = d
         for i, p in enumerate(parts[:-1]):
             nxt = node.get(p) if isinstance(node, dict) else None
