@@ -10,6 +10,9 @@ from holdsgm.mixture import GaussianMixture
 from holdsgm.sde import MixtureOracle, make_sde
 
 F64 = torch.float64
+#: the exact (oracle) score is right at every time, so its ODE can start as close to 0 as Song et al.'s 1e-5
+#: (the default start is the SDE's eps, the smallest time a network is trained at)
+ORACLE_EPS = 1e-5
 
 
 def mixture(d, k=3, seed=0):
@@ -36,10 +39,10 @@ def test_exact_divergence_likelihood_matches_true_density(name, d):
     orc = MixtureOracle(sde, mix)
     x = mix.sample(32 if d == 2 else 12, generator=torch.Generator().manual_seed(1))
     true = -mix.log_prob(x)
-    exact_T = ode_likelihood(orc.score, sde, x, noise=2, rtol=1e-6, atol=1e-6,
+    exact_T = ode_likelihood(orc.score, sde, x, noise=2, rtol=1e-6, atol=1e-6, eps=ORACLE_EPS,
                              terminal_logp=lambda u: orc.log_prob(u, sde.T))
     assert (exact_T.nll - true).abs().max() < 5e-3, (exact_T.nll - true)
-    prior = ode_likelihood(orc.score, sde, x, noise=2, rtol=1e-6, atol=1e-6)
+    prior = ode_likelihood(orc.score, sde, x, noise=2, rtol=1e-6, atol=1e-6, eps=ORACLE_EPS)
     assert prior.nfe > 10
     if name != "cld":
         assert (prior.nll - true).abs().max() < 0.1
@@ -53,7 +56,7 @@ def test_hutchinson_estimate_is_unbiased(name):
     x = mix.sample(48, generator=torch.Generator().manual_seed(3)).repeat(4, 1)
     true = -mix.log_prob(x)
     out = ode_likelihood(orc.score, sde, x, divergence="hutchinson", noise=4, rtol=1e-5, atol=1e-5,
-                         terminal_logp=lambda u: orc.log_prob(u, sde.T))
+                         eps=ORACLE_EPS, terminal_logp=lambda u: orc.log_prob(u, sde.T))
     err = out.nll - true
     assert abs(float(err.mean())) < 4 * float(err.std()) / math.sqrt(len(err))
     assert float(err.std()) > 0.05  # it is an estimate: a zero spread would mean the probe is unused
@@ -66,7 +69,7 @@ def test_auxiliary_estimator_has_no_noise_with_the_oracle():
     mix = GaussianMixture.eight_gaussians()
     orc = MixtureOracle(sde, mix)
     x = mix.sample(8, generator=torch.Generator().manual_seed(5)).repeat(6, 1)
-    out = ode_likelihood(orc.score, sde, x, noise=6, terminal_logp=lambda u: orc.log_prob(u, sde.T))
+    out = ode_likelihood(orc.score, sde, x, noise=6, eps=ORACLE_EPS, terminal_logp=lambda u: orc.log_prob(u, sde.T))
     per_point = out.nll.reshape(6, 8)
     assert float(per_point.std(0).max()) < 5e-3
     # the entropy form, from the same solves: log p(x, aux) = -nll + log N(aux)
@@ -95,3 +98,77 @@ def test_uniform_density_gives_known_bits_per_dim():
     span = 2 + 2 / (K - 1)  # the bins of the extreme levels stick out by w/2 on each side
     nll = torch.tensor([d * math.log(span)], dtype=F64)  # -log of the uniform density on the span
     assert float(bits_per_dim(nll, d, n_bins=K)) == pytest.approx(math.log2(K))
+
+
+def test_default_start_is_the_sdes_training_floor():
+    """The ODE starts at sde.eps unless told otherwise (a network is never trained below it)."""
+    sde = make_sde("vp")
+    mix = GaussianMixture.eight_gaussians()
+    orc = MixtureOracle(sde, mix)
+    x = mix.sample(8, generator=torch.Generator().manual_seed(0))
+    a = ode_likelihood(orc.score, sde, x, noise=0)
+    b = ode_likelihood(orc.score, sde, x, noise=0, eps=sde.eps)
+    c = ode_likelihood(orc.score, sde, x, noise=0, eps=ORACLE_EPS)
+    assert torch.equal(a.nll, b.nll) and not torch.equal(a.nll, c.nll)
+
+
+def _aux_noise(values):
+    """A noise source whose first draw (the auxiliaries) is ``values``; later draws (probes) are N(0, 1)."""
+    calls = []
+
+    def draw(shape):
+        calls.append(shape)
+        if len(calls) == 1:
+            assert tuple(shape) == tuple(values.shape)
+            return values
+        return torch.randn(shape, generator=torch.Generator().manual_seed(len(calls)), dtype=F64)
+
+    return draw
+
+
+def test_one_bad_auxiliary_draw_cannot_dominate():
+    """A model whose joint density is wrong where the auxiliaries are large (a learned score's usual flaw:
+    the auxiliaries' tails are rarely trained) gives one draw in the tail a far worse single-draw bound.
+    The importance-weighted estimate over K draws stays within log K of the best draw; the plain mean of
+    the draws is pulled away by it."""
+    sde = make_sde("hold")
+    mix = GaussianMixture.eight_gaussians()
+    orc = MixtureOracle(sde, mix)
+
+    def flawed(u, t):  # the exact score plus a force on large last components, near t = 0 only
+        a = sde.last(u)
+        w = torch.exp(-t / 0.05).to(a).reshape(-1, *([1] * (a.dim() - 1)))
+        return orc.score(u, t) - 3.0 * w * a * torch.tanh(4 * a**2)
+
+    x = mix.sample(3, generator=torch.Generator().manual_seed(7))
+    K, n_items = 6, x.shape[0]
+    z = torch.randn(K * n_items, 4, generator=torch.Generator().manual_seed(8), dtype=F64).clamp(-1, 1)
+    z[2 * n_items + 1, 2:] = 5.0  # draw 2 of item 1: the acceleration 5 sd out
+    kw = dict(noise=_aux_noise(z), aux_draws=K, rtol=1e-6, atol=1e-6)
+    iw = ode_likelihood(flawed, sde, x, **kw)
+    mean = ode_likelihood(flawed, sde, x, aux_estimator="mean", **{**kw, "noise": _aux_noise(z)})
+    draws = iw.draws[:, 1]
+    assert iw.draws.shape == (K, n_items) and torch.equal(iw.draws, mean.draws)
+    others = torch.cat([draws[:2], draws[3:]])
+    assert float(draws[2] - others.max()) > 5.0  # the tail draw's bound is far worse
+    assert float(others.min()) <= float(iw.nll[1]) <= float(others.min()) + math.log(K)
+    assert float(mean.nll[1]) > float(iw.nll[1]) + 0.5  # the plain mean is pulled by the one draw
+    # the estimators are what they say: log-mean-exp and mean of the single-draw bounds
+    assert torch.allclose(iw.nll, -(torch.logsumexp(-iw.draws, 0) - math.log(K)))
+    assert torch.allclose(mean.nll, iw.draws.mean(0))
+
+
+def test_several_draws_of_the_oracle_agree():
+    """With the exact score every draw's bound is exact (the exact p_T replaces the prior, whose mismatch
+    depends on the draw), so K draws give the same estimate as one."""
+    sde = make_sde("cld")
+    mix = GaussianMixture.eight_gaussians()
+    orc = MixtureOracle(sde, mix)
+    x = mix.sample(5, generator=torch.Generator().manual_seed(9))
+    kw = dict(noise=1, eps=ORACLE_EPS, rtol=1e-7, atol=1e-7, terminal_logp=lambda u: orc.log_prob(u, sde.T))
+    one = ode_likelihood(orc.score, sde, x, **kw)
+    four = ode_likelihood(orc.score, sde, x, aux_draws=4, **kw)
+    assert four.draws.shape == (4, 5) and float(four.draws.std(0).max()) < 5e-3
+    assert (four.nll - one.nll).abs().max() < 5e-3
+    with pytest.raises(ValueError, match="aux_draws"):
+        ode_likelihood(orc.score, sde, x, aux_draws=0)
