@@ -18,6 +18,7 @@ from holdsgm.samplers import (
     PerSampleNoise,
     adaptive_ode,
     euler_maruyama,
+    plan_sampling,
     probability_flow,
     sample,
     steps_for_nfe,
@@ -56,11 +57,15 @@ def test_sampler_converges_to_the_mixture(name, sampler):
     else:
         grid = "quadratic" if sampler in EXPONENTIAL else "uniform"
         low_nfe = EXP_LOW_NFE if sampler in EXPONENTIAL else LOW_NFE.get(name, 12)
-        low = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=low_nfe, grid=grid, noise=0, dtype=F64)
         high = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=HIGH_NFE.get(sampler, 300), grid=grid, noise=0,
                       dtype=F64)
-    assert high.nfe > low.nfe
-    err_low = mixture_metrics(low.x, MIX)["mode_w2"]
+        try:
+            low = sample(orc.score, sde, (N, 2), sampler=sampler, nfe=low_nfe, grid=grid, noise=0, dtype=F64)
+        except NumericsError as e:  # the range guard stopped a diverging run: worse than any finite error
+            assert "left the plausible range" in str(e)
+            low = None
+    assert low is None or high.nfe > low.nfe
+    err_low = math.inf if low is None else mixture_metrics(low.x, MIX)["mode_w2"]
     err_high = mixture_metrics(high.x, MIX)["mode_w2"]
     assert err_high < MODE_W2_TOL, (err_low, err_high)
     assert err_low > err_high + 0.005, (err_low, err_high)
@@ -147,7 +152,8 @@ def test_trajectory_callback_sees_every_step():
     seen = []
     sample(orc.score, sde, (3, 2), sampler="sscs", nfe=11, noise=0, dtype=F64,
            callback=lambda i, t, u: seen.append((i, t, u.shape)))
-    assert [s[0] for s in seen] == list(range(10)) and seen[-1][1] == pytest.approx(sde.eps)
+    stop = plan_sampling(sde, "sscs", nfe=11).eps  # the default stop, sigma_min = DEFAULT_SIGMA_MIN
+    assert [s[0] for s in seen] == list(range(10)) and seen[-1][1] == pytest.approx(stop)
     assert all(s[2] == (3, 6) for s in seen)
 
 
@@ -198,7 +204,8 @@ def test_in_place_updates_never_touch_states_already_handed_out(sampler):
         kept.append(u)
         copies.append(u.clone())
 
-    out = sample(orc.score, sde, (5, 2), sampler=sampler, nfe=12, noise=0, dtype=F64, callback=callback)
+    out = sample(orc.score, sde, (5, 2), sampler=sampler, nfe=12, noise=0, dtype=F64, callback=callback,
+                 bound=None)  # heun diverges on HOLD at 12 NFE: the guard is not what is tested here
     assert len(kept) >= 3 and all(torch.equal(a, b) for a, b in zip(kept, copies))
     assert torch.equal(out.u, copies[-1])
     u0 = sde.prior_sample((5, 2), dtype=F64)

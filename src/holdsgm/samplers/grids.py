@@ -51,6 +51,40 @@ def signal_to_noise(sde, t) -> "torch.Tensor":
     return reference_kernel(sde, torch.as_tensor(t, dtype=torch.float64))[2]
 
 
+def noise_level(sde, t) -> Tensor:
+    """sigma_t = 1 / |kappa_t|: the noise level of the data in what the score sees (EDM's sigma for VP,
+    sigma_t / alpha_t; for VE sigma_t itself). It decreases to 0 as t -> 0 for every SDE here, so a stop
+    given as a noise level means the same thing on every SDE and horizon (a stop time does not: t = 0.1
+    is sigma 0.0035 for HOLD and 0.57 for CLD-SGM)."""
+    return 1.0 / signal_to_noise(sde, t).abs()
+
+
+#: A stop time found from a noise level is searched for in [SIGMA_SEARCH_FLOOR * T, T].
+SIGMA_SEARCH_FLOOR = 1e-7
+
+
+def time_at_noise_level(sde, sigma: float) -> float:
+    """The time t with :func:`noise_level` (sigma_t) = ``sigma`` (memoised on the SDE): how a sampler's
+    ``sigma_min`` becomes its stop time. ValueError if sigma is not below the noise level at T."""
+    sigma = float(sigma)
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma_min must be a positive number, got {sigma!r}")
+
+    def solve() -> float:
+        lo_t = sde.T * SIGMA_SEARCH_FLOOR
+        ends = noise_level(sde, torch.tensor([lo_t, sde.T], dtype=torch.float64))
+        if not sigma < float(ends[1]):
+            raise ValueError(f"sigma_min={sigma:g} is not below the noise level at T of SDE {sde.name!r} "
+                             f"({float(ends[1]):.4g})")
+        if sigma <= float(ends[0]):
+            raise ValueError(f"sigma_min={sigma:g} is below the noise level at t = {lo_t:.3g} of SDE "
+                             f"{sde.name!r} ({float(ends[0]):.3g}); use a larger sigma_min")
+        fn = lambda t: torch.log(noise_level(sde, t))  # noqa: E731
+        return float(_monotone_inverse(sde, fn, torch.tensor([math.log(sigma)], dtype=torch.float64), lo_t)[0])
+
+    return sde.cached(("time_at_noise_level", sigma), solve)
+
+
 def _monotone_inverse(sde, fn, targets: Tensor, eps: float) -> Tensor:
     """Times t in [eps, T] with fn(t) = targets, for fn monotone on a dense log-spaced table (interpolated
     in log t, then refined by bisection)."""

@@ -35,7 +35,9 @@ class SubVPSDE(LinearSDE):
         if bool((bt - bs < -1e-12).any()):
             raise ValueError("transition needs s <= t")
         phi = torch.exp(-0.5 * (bt - bs))
-        sigma = (-torch.expm1(-(bt - bs)) - torch.exp(-(bt + bs)) + torch.exp(-2 * bt)).clamp_min(0)
+        # (1 - e^{-(bt-bs)}) - e^{-bt} (e^{-bs} - e^{-bt}) factorises into (1 - e^{-(bt-bs)}) (1 - e^{-(bt+bs)}):
+        # as a product of two expm1 it keeps full relative accuracy at small times (the sum cancelled to 0)
+        sigma = torch.expm1(-(bt - bs)) * torch.expm1(-(bt + bs))
         return phi[..., None, None], sigma.sqrt()[..., None, None]
 
     def g2(self, t):
