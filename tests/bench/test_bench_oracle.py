@@ -64,3 +64,13 @@ def test_unknown_sampler_option_is_refused(tmp_path, capsys):
     code = main(["bench", "oracle", "--out", str(tmp_path / "b"), "--quick", "--samplers", "unipc3:ref_vr=0.1"])
     assert code != 0
     assert "ref_vr" in capsys.readouterr().err
+
+
+def test_one_seed_prints_no_spread(tmp_path, capsys):
+    code = main(["bench", "oracle", "--out", str(tmp_path / "o"), "--sdes", "vp", "--samplers", "em", "--nfe", "8",
+                 "--n", "200", "--seeds", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "per-mode W2" in out and "+-" not in out
+    code = main(["bench", "oracle", "--out", str(tmp_path / "p"), "--sdes", "vp", "--samplers", "em", "--nfe", "8",
+                 "--n", "200", "--seeds", "2"])
+    assert code == 0 and "+-" in capsys.readouterr().out

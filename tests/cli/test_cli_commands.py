@@ -274,3 +274,86 @@ def test_presets_ship_with_the_package_and_configs_links_to_them():
     assert configs_dir().resolve() == CONFIGS.resolve()
     assert demo_config() == load_config(CONFIGS / "demo.yaml")
     assert demo_config(overrides=["train.steps=7"]).train.steps == 7
+
+
+def test_debug_works_in_any_position(capsys):
+    for argv in (["--debug", "sample", "/nonexistent-run"], ["sample", "/nonexistent-run", "--debug"]):
+        with pytest.raises(Exception, match="does not exist"):  # --debug: the traceback, not one line
+            run_main(argv, capsys)
+    code, _, err = run_main(["sample", "/nonexistent-run"], capsys)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_set_without_equals_says_key_value(capsys):
+    code, _, err = run_main(["train", "toy-hold", "--dry-run", "--set", "train.steps", "100"], capsys)
+    line = _one_line_error(code, err, "train")
+    assert "key=value" in line and "train.steps" in line and "unrecognized" not in line
+
+
+@pytest.mark.parametrize("cmd", ["train", "sample", "eval", "likelihood", "demo", "vocode", "config"])
+def test_help_shows_each_default_once(cmd, capsys):
+    code, out, _ = run_main([cmd, "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "(default: None)" not in text and "(default: False)" not in text
+    for chunk in text.split("--")[1:]:  # each option's help
+        assert chunk.lower().count("default") <= 1, chunk
+
+
+def test_config_lists_every_key(capsys):
+    code, out, _ = run_main(["config", "--list", "train"], capsys)
+    assert code == 0 and "train.lr_schedule" in out and "train.grad_accum" in out and "sde." not in out
+    code, out, _ = run_main(["config", "data"], capsys)
+    assert code == 0 and "data.value_range" in out and "data.random_flip" in out
+    code, _, err = run_main(["config", "nope"], capsys)
+    assert "unknown config section" in _one_line_error(code, err, "config")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["sample", "RUN", "--sampler", "unipc3:ref_var"], "key=value"),
+    (["sample", "RUN", "--sampler", "bogus"], "unknown sampler"),
+    (["vocode", "RUN", "--wav", "x.wav", "--out", "o.wav", "--sampler", "exp2m:nonsense=1"], "no option"),
+])
+def test_sampler_specs_are_checked_the_same_everywhere(argv, needle, capsys, tiny_run):
+    argv = [str(tiny_run) if a == "RUN" else a for a in argv]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_results_on_stdout_progress_on_stderr(tiny_run, tmp_path):
+    """A long command shows progress on stderr (plain lines when it is not a terminal); stdout holds only
+    the JSON result, which reports the sampler spec that was run, grid and stop included."""
+    from run_helpers import cli_env
+
+    p = cli("sample", tiny_run, "--n", "30", "--sampler", "sscs:grid=quadratic,sigma_min=0.02", "--nfe", "12",
+            "--out", tmp_path / "s", env=cli_env(HOLDSGM_PROGRESS_INTERVAL=0))
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["sampler"] == "sscs:grid=quadratic,sigma_min=0.02" and summary["grid"] == "quadratic"
+    assert "sampling 30 (sscs" in p.stderr and "NFE" in p.stderr
+    p = cli("eval", tiny_run, "--n", "30", "--nfe", "6", "--nll-n", "4", "--bound-n", "0", "--sampler",
+            "exp1:grid=logsnr", env=cli_env(HOLDSGM_PROGRESS_INTERVAL=0))
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert res["grid"] == "logsnr" and res["sampler"].startswith("exp1:grid=logsnr")  # what was run
+    assert "likelihood of 4 items" in p.stderr
+
+
+def test_sample_writes_one_png_per_image_and_a_reference_scatter(tmp_path, capsys, tiny_run):
+    from PIL import Image
+
+    from holdsgm.train import load_config, train
+
+    run = tmp_path / "img"
+    cfg = load_config("digits-hold", ["model.channels=8", "model.channel_mult=[1]", "model.attn_resolutions=[]",
+                                      "model.mid_attention=false", "train.batch_size=8", "train.steps=2",
+                                      "train.tensorboard=false", "train.warmup_steps=1"])
+    train(cfg, run, verbose=False)
+    code, out, err = run_main(["sample", run, "--n", "5", "--nfe", "4", "--sampler", "sscs", "--save-images",
+                               "--out", tmp_path / "s", "--quiet"], capsys)
+    assert code == 0, err
+    files = sorted((tmp_path / "s" / "images").iterdir())
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(files[0]).size == (8, 8) and json.loads(out)["images"].endswith("images")
+    assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]
+    code, _, err = run_main(["sample", tiny_run, "--n", "5", "--save-images", "--out", tmp_path / "v"], capsys)
+    assert "--save-images" in _one_line_error(code, err, "sample")

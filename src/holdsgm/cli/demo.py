@@ -8,10 +8,9 @@ finite-sample floor of exact samples.
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from . import add_set_argument
+from . import HelpFormatter, add_sampler_argument, add_set_argument
 
 QUICK = {"train.steps": 300, "sample.n": 500, "eval.nll_n": 50}
 
@@ -24,7 +23,7 @@ def register(subparsers) -> None:
         "splitting sampler (SSCS), and write a figure (data vs samples, x/v/a trajectories), "
         "metrics.json (W2, MMD, per-mode W2, ODE NLL vs the true entropy, timings) and the run "
         "folder. Re-running resumes/reuses the run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="holdsgm-demo", help="output folder")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo config's)")
@@ -33,11 +32,13 @@ def register(subparsers) -> None:
         action="store_true",
         help=f"a smoke-test version: {QUICK['train.steps']} steps, fewer samples",
     )
-    p.add_argument("--sampler", default=None, help="sampler (default: sscs)")
+    add_sampler_argument(p, "the demo config's")
     p.add_argument("--nfe", type=int, default=None, help="score evaluations per sample (default: 50)")
     p.add_argument("--n", type=int, default=None, help="samples (default: 2000)")
     p.add_argument("--seed", type=int, default=None, help="training and sampling seed (default: 0)")
     p.add_argument("--config", default=None, help="another config instead of configs/demo.yaml")
+    p.add_argument("--restart", action="store_true",
+                   help="train again from step 0; the old run's checkpoints are moved to OUT/run/old-<time>/")
     add_set_argument(p)
     p.set_defaults(func=run)
 
@@ -91,7 +92,7 @@ def run(args) -> int:
         f"({config.model.kind} {config.model.kwargs.get('hidden', '')}) -> {run_dir}",
         file=sys.stderr,
     )
-    result = train(config, run_dir)
+    result = train(config, run_dir, restart=args.restart)
     if result.stopped_by:
         print(f"stopped by {result.stopped_by} at step {result.step}; re-run to resume", file=sys.stderr)
         return 130
@@ -107,6 +108,7 @@ def run(args) -> int:
         seed=sc.seed,
         batch_size=sc.batch_size,
         trajectory=24,
+        progress=True,
     )
     metrics = sample_metrics(gen.x, test.x, run_.dataset_info.mixture)
     nll = None
@@ -121,6 +123,9 @@ def run(args) -> int:
             rtol=ec.rtol,
             atol=ec.atol,
             seed=ec.seed,
+            aux_draws=ec.aux_draws,
+            aux_estimator=ec.aux_estimator,
+            progress=True,
         )
     floor = None
     mixture = run_.dataset_info.mixture

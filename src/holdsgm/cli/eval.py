@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+from . import HelpFormatter
 
 
 def register(subparsers) -> None:
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "FD-digits (and class accuracy for class-conditional models) when holdsgm.eval.fd_digits "
         "is available; all get the probability-flow ODE likelihood (NLL in nats, bits/dim for "
         "quantised data). Prints JSON; --out also writes it to a file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder (or one checkpoint folder)")
     add_sampling_args(p, n_default_help="config eval.n")
@@ -73,6 +73,7 @@ def run(args) -> int:
         nll_n=args.nll_n,
         divergence=args.divergence,
         batch_size=args.batch_size,
+        progress=not args.quiet,
     )
     if args.bound_n > 0:
         from ..eval.wasserstein_bound import bound_report

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import HelpFormatter
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
         "(Song et al. 2021), with the auxiliary-variable bound for CLD/HOLD. Continuous 2-D data: "
         "nats (and the true NLL of the same points when the density is known). Quantised data "
         "(digits, images): uniform dequantisation and bits/dim. Prints JSON with NFE and seconds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder (or one checkpoint folder)")
     p.add_argument("--n", type=int, default=None, help="items to evaluate (default: config eval.nll_n)")
@@ -34,10 +36,14 @@ def register(subparsers) -> None:
     p.add_argument("--rtol", type=float, default=None, help="solver relative tolerance (default: config)")
     p.add_argument("--atol", type=float, default=None, help="solver absolute tolerance (default: config)")
     p.add_argument("--seed", type=int, default=0, help="seed of the auxiliaries, probes and dequantisation")
+    p.add_argument("--aux-draws", type=int, default=None,
+                   help="auxiliary draws per point for CLD/HOLD, combined by importance weighting (default: "
+                   "config eval.aux_draws)")
     p.add_argument("--batch-size", type=int, default=500, help="items per ODE solve")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="use the EMA weights")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", metavar="FILE", default=None, help="also write the JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
 
@@ -49,7 +55,7 @@ def run(args) -> int:
     from ..train.evaluation import heldout, likelihood
     from ..train.reporting import check_writable_file, dumps, write_json
 
-    for name in ("n", "batch_size"):
+    for name in ("n", "batch_size", "aux_draws"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
@@ -78,6 +84,9 @@ def run(args) -> int:
         atol=args.atol or ec.atol,
         seed=args.seed,
         batch_size=args.batch_size,
+        aux_draws=args.aux_draws or ec.aux_draws,
+        aux_estimator=ec.aux_estimator,
+        progress=not args.quiet,
     )
     res = {
         "run": str(run_.path),

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMANDS = ["demo", "train", "sample", "eval", "likelihood", "bench", "data", "vocode"]
+COMMANDS = ["demo", "train", "sample", "eval", "likelihood", "bench", "data", "vocode", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is the one global flag: accepted in any position (holdsgm sample RUN --debug)
+    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        args = parser.parse_args(argv)
+    except ValueError as e:  # an option's own check (--set without '='): one line, like every user error
+        if debug:
+            raise
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"holdsgm {command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 1
-    debug = getattr(args, "debug", False)
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import HelpFormatter, add_sampler_argument
+
 
 def add_sampling_args(p, *, n_default_help: str = "config sample.n") -> None:
-    from ..samplers import GRIDS, SAMPLERS
+    from ..samplers import GRIDS
 
     p.add_argument("--n", type=int, default=None, help=f"number of samples (default: {n_default_help})")
-    p.add_argument(
-        "--sampler",
-        default=None,
-        metavar="SPEC",
-        help=f"sampler name or spec 'name:key=value,...' (e.g. 'unipc3:ref_var=0.01,grid=quadratic,eps=0.1'); "
-        f"names: {', '.join(sorted(SAMPLERS))} (default: the run's config sample.sampler)",
-    )
+    add_sampler_argument(p)
     p.add_argument("--nfe", type=int, default=None, help="score evaluations per sample (default: config)")
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: config)")
     p.add_argument("--seed", type=int, default=None, help="sample i uses seed SEED + i (default: config)")
@@ -29,6 +25,7 @@ def add_sampling_args(p, *, n_default_help: str = "config sample.n") -> None:
         "--batch-size", type=int, default=None, help="samples per batch (results do not depend on it)"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
 def check_sampling_args(args) -> None:
@@ -106,6 +103,21 @@ def parse_guidance_args(args):
     return directions, skip, 1.0 if cfg is None else float(cfg)
 
 
+def _reference(run):
+    """The run's held-out data for the scatter figure, or None (with a note) when it cannot be read now."""
+    import sys
+
+    from ..errors import HoldsgmError
+    from ..train.evaluation import heldout
+
+    try:
+        return heldout(run).x
+    except (HoldsgmError, OSError) as e:
+        print(f"holdsgm sample: note: the figure shows no reference data ({' '.join(str(e).split())[:120]})",
+              file=sys.stderr)
+        return None
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sample",
@@ -114,7 +126,7 @@ def register(subparsers) -> None:
         "(x: the data component, u: the full phase-space state, seeds, labels), samples.png "
         "(scatter or image grid) and trajectory.png (x, v, a along the reverse-time path). Sample "
         "i uses seed SEED + i, so results do not depend on the batch size.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder (or one checkpoint folder)")
     add_sampling_args(p)
@@ -126,6 +138,9 @@ def register(subparsers) -> None:
     )
     add_guidance_args(p)
     p.add_argument("--trajectory", type=int, default=16, help="samples shown in the trajectory figure")
+    p.add_argument("--save-images", action="store_true",
+                   help="images: also write one PNG per sample to OUT/images/ (what FID tools read, e.g. "
+                   "python -m pytorch_fid OUT/images REAL_IMAGES)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: RUN/samples)")
     p.set_defaults(func=run)
 
@@ -139,7 +154,7 @@ def run(args) -> int:
     from ..train.checkpoint import load_run
     from ..train.figures import image_grid_figure, scatter_figure, trajectory_figure
     from ..train.inference import class_labels, generate
-    from ..train.reporting import dumps, make_out_dir, write_json
+    from ..train.reporting import dumps, make_out_dir, save_image_files, write_json
 
     check_sampling_args(args)
     directions, skip, cfg_scale = parse_guidance_args(args)
@@ -151,6 +166,9 @@ def run(args) -> int:
         except ValueError:
             raise ConfigError(f"--class must be an integer or 'balanced', got {args.label!r}") from None
     run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
+    if args.save_images and not run_.dataset_info.is_image:
+        raise ConfigError(f"--save-images writes image files; {args.run} models items of shape "
+                          f"{run_.dataset_info.data_shape} (samples.npz holds them)")
     sc = run_.config.sample
     n = args.n or sc.n
     sampler = args.sampler or sc.sampler
@@ -185,9 +203,11 @@ def run(args) -> int:
         from ..guidance import GuidedModel, guided_generate
 
         gen = guided_generate(run_, n, labels=labels, cfg_scale=cfg_scale, directions=directions,
-                              skip_scale=skip, trajectory=max(args.trajectory, 0), **common)
+                              skip_scale=skip, trajectory=max(args.trajectory, 0), progress=not args.quiet,
+                              **common)
     else:
-        gen = generate(run_, n, labels=labels, trajectory=max(args.trajectory, 0), **common)
+        gen = generate(run_, n, labels=labels, trajectory=max(args.trajectory, 0), progress=not args.quiet,
+                       **common)
     arrays = {"x": gen.x.numpy(), "u": gen.u.numpy(), "seeds": np.asarray(gen.seeds, dtype=np.int64)}
     if gen.labels is not None:
         arrays["labels"] = gen.labels.numpy()
@@ -199,11 +219,12 @@ def run(args) -> int:
     np.savez_compressed(tmp, **arrays)
     tmp.replace(npz)
     info = run_.dataset_info
-    title = f"{run_.sde.name}, {sampler} @ {gen.nfe} NFE, step {run_.step}"
+    title = f"{run_.sde.name}, {gen.plan['spec']} @ {gen.nfe} NFE, step {run_.step}"
     if info.is_image:
         png = image_grid_figure(gen.x, out / "samples.png", info.data_range, title=title)
     else:
-        png = scatter_figure(gen.x, out / "samples.png", title=title)
+        png = scatter_figure(gen.x, out / "samples.png", reference=_reference(run_), title=title)
+    images = save_image_files(gen.x, out / "images", info.data_range) if args.save_images else None
     traj_png = None
     if gen.traj is not None:
         traj_png = trajectory_figure(
@@ -229,13 +250,17 @@ def run(args) -> int:
         "step": run_.step,
         "weights": run_.which,
         "n": n,
-        "sampler": sampler,
+        "sampler": gen.plan["spec"],
         "nfe": gen.nfe,
+        "grid": gen.plan["grid"],
+        "stop_time": gen.plan["stop_time"],
         "seconds": gen.seconds,
         "samples": str(npz),
         "figure": str(png),
         "trajectory": str(traj_png) if traj_png else None,
-        "finite": bool(np.isfinite(arrays["x"]).all()),
+        "images": str(images) if images else None,
+        "finite": bool(np.isfinite(arrays["u"]).all()),
+        "max_abs": float(np.abs(arrays["u"]).max()),  # within the sampler's range guard, or it would have stopped
     }
     if guided:
         summary["guidance"] = GuidedModel(run_.eps_model, cfg_scale=cfg_scale, directions=directions,

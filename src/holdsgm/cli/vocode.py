@@ -14,15 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import HelpFormatter, add_sampler_argument
+
 
 def register(subparsers) -> None:
-    from ..samplers import GRIDS, SAMPLERS
+    from ..samplers import GRIDS
 
     p = subparsers.add_parser(
         "vocode", help="mel spectrogram -> waveform with a trained SDE vocoder",
         description="Vocode a log-mel spectrogram (from --wav or --mel) with a trained speech run and write "
                     "a WAV plus a spectrogram figure (OUT.png) comparing reference and output.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("run", metavar="RUN", help="a trained vocoder run folder (or checkpoint folder)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--wav", metavar="IN.wav", help="reference audio: its log-mel is vocoded")
@@ -30,8 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT.wav", help="output WAV (16-bit PCM)")
     p.add_argument("--nfe", type=int, default=None,
                    help="score evaluations (default: the run's; a stage-two run's K)")
-    p.add_argument("--sampler", choices=sorted(k for k, s in SAMPLERS.items() if s.evals_per_step),
-                   default=None, help="sampler (default: the run's)")
+    add_sampler_argument(p, "the run's; a stage-two run's")
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,

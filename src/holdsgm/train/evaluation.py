@@ -19,14 +19,23 @@ import numpy as np
 import torch
 
 from ..data import Dataset
+from ..errors import ConfigError
+from ..progress import progress as progress_bar
+from ..progress import ticking
 from .builders import load_split
 from .checkpoint import LoadedRun
 from .inference import class_labels, generate
 
 
 def heldout(run: LoadedRun, split: str = "test") -> Dataset:
-    """The run's held-out data (the config's deterministic split; ``train``/``all`` on request)."""
-    return load_split(run.config.data, split)
+    """The run's held-out data (the config's deterministic split or its ``data.test``; ``train``/``all`` on
+    request); ConfigError when its items are not of the shape the model was trained on."""
+    data = load_split(run.config.data, split)
+    shape = getattr(data, "data_shape", None)
+    if shape is not None and tuple(shape) != tuple(run.dataset_info.data_shape):
+        raise ConfigError(f"config key data.test: {run.config.data.test} holds items of shape {tuple(shape)}, "
+                          f"the model was trained on items of shape {tuple(run.dataset_info.data_shape)}")
+    return data
 
 
 def sample_metrics(samples, reference, mixture=None) -> dict:
@@ -53,11 +62,16 @@ def likelihood(
     atol: float = 1e-5,
     seed: int = 0,
     batch_size: int = 500,
+    aux_draws: int = 4,
+    aux_estimator: str = "iw",
+    progress: bool = False,
 ) -> dict:
     """Negative log-likelihood of (the first ``n`` items of) ``data`` under ``run`` via the PF-ODE.
 
     Quantised data (``n_bins`` set) are dequantised uniformly and reported in bits/dim too. For
-    class-conditional models the NLL is that of p(x | y) with the data's labels.
+    class-conditional models the NLL is that of p(x | y) with the data's labels. For CLD/HOLD each point's
+    bound combines ``aux_draws`` auxiliary draws (``aux_estimator``); the report has the mean, median and
+    standard error over points and the median spread of the single-draw bounds within a point.
     """
     from ..likelihood import bits_per_dim, dequantize, ode_likelihood
 
@@ -71,13 +85,18 @@ def likelihood(
     if quantised:
         x = dequantize(x, info.n_bins, info.data_range[1] - info.data_range[0], generator=g)
     device = run.device
-    nll, nfes = [], []
+    nll, nfes, spreads = [], [], []
     t0 = time.perf_counter()
+    batches = -(-len(x) // batch_size)
+    bar = progress_bar(None, desc=f"likelihood of {len(x)} items ({divergence} divergence, {method})", unit="NFE",
+                       enabled=progress)
     for i0 in range(0, len(x), batch_size):
         xb = x[i0 : i0 + batch_size].to(device)
         yb = None if y is None else y[i0 : i0 + batch_size].to(device)
+        if batches > 1:
+            bar.set_postfix(batch=f"{i0 // batch_size + 1}/{batches}")
         out = ode_likelihood(
-            run.eps_model.with_condition(yb),
+            ticking(run.eps_model.with_condition(yb), bar),
             run.sde,
             xb,
             divergence=divergence,
@@ -85,25 +104,37 @@ def likelihood(
             rtol=rtol,
             atol=atol,
             noise=seed + i0,
+            aux_draws=aux_draws,
+            aux_estimator=aux_estimator,
         )
         nll.append(out.nll.cpu())
         nfes.append(out.nfe)
+        spreads.append((out.draws.amax(0) - out.draws.amin(0)).cpu())
+    bar.close()
     seconds = time.perf_counter() - t0
     v = torch.cat(nll).double()
     dim = int(np.prod(info.data_shape))
+    k = aux_draws if run.sde.order > 1 else 1
     res = {
         "n": len(v),
         "divergence": divergence,
         "method": method,
         "rtol": rtol,
         "atol": atol,
+        "ode_start": run.sde.eps,
+        "estimator": "exact for x (no auxiliaries)" if k == 1 and run.sde.order == 1 else (
+            f"{'importance-weighted bound' if aux_estimator == 'iw' else 'mean of the bounds'} over {k} "
+            f"auxiliary draw(s) per point (an upper bound on the NLL)"),
         "nll": float(v.mean()),
         "nll_sem": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0,
+        "nll_median": float(v.median()),
         "nll_per_dim": float(v.mean()) / dim,
         "nfe": round(float(np.mean(nfes))),
         "seconds": seconds,
         "conditional": y is not None,
     }
+    if k > 1:  # how much one point's estimate depends on its auxiliary draw
+        res["aux_draw_spread_median"] = float(torch.cat(spreads).double().median())
     if quantised:
         width = info.data_range[1] - info.data_range[0]
         bpd = bits_per_dim(v, dim, info.n_bins, width)
@@ -206,9 +237,10 @@ def evaluate_run(
         "weights": run.which,
         "dataset": info.name,
         "sde": run.sde.name,
-        "sampler": sampler,
+        "sampler": gen.plan["spec"],  # what was run: the spec's own grid and stop win over the arguments
         "nfe": gen.nfe,
-        "grid": grid,
+        "grid": gen.plan["grid"],
+        "stop_time": gen.plan["stop_time"],
         "n": n,
         "seed": seed,
         "sample_seconds": gen.seconds,
@@ -233,6 +265,9 @@ def evaluate_run(
             rtol=ec.rtol,
             atol=ec.atol,
             seed=seed,
+            aux_draws=ec.aux_draws,
+            aux_estimator=ec.aux_estimator,
+            progress=progress,
         )
     result["notes"] = notes
     return result

@@ -81,8 +81,21 @@ def image_grid_figure(x, path, data_range=(-1.0, 1.0), title: str = "samples", m
     return save_figure(fig, path)
 
 
+def _robust_scale(c: np.ndarray) -> tuple[float, float]:
+    """(typical magnitude, largest magnitude) of a panel's finite values: the 90 % quantile of |c| and max |c|."""
+    a = np.abs(c[np.isfinite(c)])
+    if not a.size:
+        return 1.0, 1.0
+    return float(np.quantile(a, 0.9)) or 1.0, float(a.max())
+
+
 def _trajectory_axes(axes, times, traj: np.ndarray, order: int, max_paths: int = 24) -> None:
-    """One panel per component: its first coordinate vs time, for a few samples (reverse time, T -> 0)."""
+    """One panel per component: its first coordinate vs time, for a few samples (reverse time, T -> 0).
+
+    Each panel has its own y-axis; where a few paths jump far beyond the rest (a sampler diverging, or
+    HOLD's acceleration near t = 0) the axis is symmetric-logarithmic, linear within the typical range, so
+    the other paths stay readable. Colours: the angle at which a path's x ends (2-D data), the same in
+    every panel, so one path can be followed through x, v and a."""
     comps = np.split(traj.reshape(traj.shape[0], traj.shape[1], -1), order, axis=2)
     final = comps[0][-1, :, :2] if comps[0].shape[2] >= 2 else None
     angle = np.arctan2(final[:, 1], final[:, 0]) if final is not None else np.zeros(traj.shape[1])
@@ -92,10 +105,20 @@ def _trajectory_axes(axes, times, traj: np.ndarray, order: int, max_paths: int =
         c = comps[k][:, :, 0]
         for j in range(min(max_paths, c.shape[1])):
             ax.plot(t, c[:, j], lw=0.7, alpha=0.8, color=colors[j])
+        typical, largest = _robust_scale(c[:, :max_paths])
+        if largest > 20 * typical:
+            ax.set_yscale("symlog", linthresh=typical)
+            ax.set_title(f"{component_name(k)}$_1$(t)  (symlog: |{component_name(k)}| up to {largest:.3g})",
+                         fontsize=9)
+        else:
+            ax.set_title(f"{component_name(k)}$_1$(t)", fontsize=10)
         ax.set_xlim(t.max(), t.min())
-        ax.set_xlabel("t (reverse time)", fontsize=8)
-        ax.set_title(f"{component_name(k)}$_1$(t)", fontsize=10)
+        ax.set_xlabel("t (reverse time: T on the left)", fontsize=8)
+        ax.set_ylabel(f"{component_name(k)}$_1$, first coordinate", fontsize=8)
         ax.tick_params(labelsize=7)
+    if final is not None and len(axes):
+        axes[0].text(0.02, 0.02, "colour: where x ends (angle)", transform=axes[0].transAxes, fontsize=7,
+                     alpha=0.8)
 
 
 def trajectory_figure(

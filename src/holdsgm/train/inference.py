@@ -30,6 +30,8 @@ class Generated:
     """Times of the recorded trajectory states (T first, then after each step)."""
     traj: Tensor | None = None
     """States (len(traj_times), k, order*C, ...) of the first k samples along the way."""
+    plan: dict = field(default_factory=dict)
+    """What was run: the sampler's full spec, grid, stop and steps (:meth:`SamplingPlan.describe`)."""
 
 
 def class_labels(run: LoadedRun, n: int, label) -> Tensor | None:
@@ -51,23 +53,30 @@ def generate(
     run: LoadedRun,
     n: int,
     *,
-    sampler: str = "sscs",
+    sampler: str | None = "sscs",
     nfe: int | None = 50,
-    grid: str = "uniform",
+    grid: str | None = None,
     seed: int = 0,
     labels: Tensor | None = None,
     batch_size: int = 2048,
     trajectory: int = 0,
     progress: bool = False,
+    bound: float | str | None = "auto",
     **options,
 ) -> Generated:
     """Draw ``n`` samples from ``run`` (see :func:`holdsgm.samplers.sample` for sampler/nfe/grid).
 
     ``labels`` (n,) conditions a class-conditional model (None: the unconditional/null label).
-    ``trajectory = k`` records the states of the first ``k`` samples at every step.
+    ``trajectory = k`` records the states of the first ``k`` samples at every step. ``sampler=None``: the
+    measured default for the run's SDE at this NFE. ``bound``: the sampler's range guard (see
+    :func:`holdsgm.samplers.sample`).
     """
-    from ..samplers import sample
+    from ..progress import progress as progress_bar
+    from ..progress import ticking
+    from ..samplers import SAMPLERS, default_sampler, parse_sampler, plan_sampling, sample
 
+    sampler = sampler or default_sampler(run.sde, nfe)
+    plan = plan_sampling(run.sde, sampler, nfe=nfe, grid=grid, **options)  # fails fast on a bad spec
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"n must be a positive integer, got {n!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -78,12 +87,17 @@ def generate(
     traj_times: list[float] = []
     traj_states: list[Tensor] = []
     k = min(trajectory, n, batch_size)
+    batches = -(-n // batch_size)
+    adaptive = not SAMPLERS[parse_sampler(sampler)[0]].evals_per_step
+    bar = progress_bar(None if adaptive or nfe is None else batches * nfe, unit="NFE", enabled=progress,
+                       desc=f"sampling {n} ({sampler} @ {'adaptive' if adaptive else nfe} NFE"
+                            f"{f', {batches} batches' if batches > 1 else ''})")
     t0 = time.perf_counter()
     for i0 in range(0, n, batch_size):
         i1 = min(n, i0 + batch_size)
         seeds = list(range(seed + i0, seed + i1))
         y = None if labels is None else labels[i0:i1].to(device)
-        score_fn = run.eps_model.with_condition(y)
+        score_fn = ticking(run.eps_model.with_condition(y), bar)
         callback = None
         if k and i0 == 0:
             from ..samplers import PerSampleNoise
@@ -105,14 +119,15 @@ def generate(
             nfe=nfe,
             grid=grid,
             noise=seeds,
-            progress=progress,
             callback=callback,
             device=device,
+            bound=bound,
             **options,
         )
         xs.append(out.x.float().cpu())
         us.append(out.u.float().cpu())
         nfe_used = out.nfe
+    bar.close()
     seconds = time.perf_counter() - t0
     traj = torch.stack(traj_states) if traj_states else None
     return Generated(
@@ -124,26 +139,43 @@ def generate(
         None if labels is None else labels.cpu(),
         traj_times,
         traj,
+        plan.describe(),
     )
 
 
 # ---------------------------------------------------------------------- the vocoder (speech runs)
-def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int]:
-    """(ts, steps) of a vocoder pass with ``nfe`` score evaluations: ``steps = (nfe - 1) // e`` steps of
-    ``sampler`` (``e`` evaluations per step) on the first ``steps + 1`` times ``T = t_0 > ... > t_steps``
-    of the ``grid`` with ``steps + 1`` intervals, then one evaluation at ``t_steps`` whose data
-    prediction is the output. Dropping the grid's last point (``eps``) spends no evaluation where the
-    state is already clean: the last step's mean is the data prediction (for ``nfe = 1``: at ``T``)."""
-    from ..samplers import SAMPLERS
+def _vocoder_spec(sampler: str, grid: str) -> tuple[str, dict, str]:
+    """(name, sampler options, grid) of a sampler spec for the vocoder (ConfigError on a bad spec). The stop
+    options (``eps``, ``sigma_min``) do not apply: the vocoder's last evaluation is its output."""
+    from ..samplers import check_sampler
 
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    per_step = SAMPLERS[sampler].evals_per_step
-    if not per_step:
-        raise ConfigError(f"sampler {sampler!r} is adaptive; the vocoder needs a fixed-step sampler")
+    try:
+        name, opts = check_sampler(sampler)
+    except ValueError as e:
+        raise ConfigError(f"sampler: {e}") from None
+    grid = opts.pop("grid", grid)
+    for key in ("eps", "sigma_min", "rho"):
+        opts.pop(key, None)
+    return name, opts, grid
+
+
+def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int | None]:
+    """(ts, steps) of a vocoder pass with ``nfe`` score evaluations: ``steps = (nfe - 1) // e`` steps of
+    ``sampler`` (a name or spec; ``e`` evaluations per step) on the first ``steps + 1`` times
+    ``T = t_0 > ... > t_steps`` of the ``grid`` with ``steps + 1`` intervals, then one evaluation at
+    ``t_steps`` whose data prediction is the output. Dropping the grid's last point (``eps``) spends no
+    evaluation where the state is already clean: the last step's mean is the data prediction (for
+    ``nfe = 1``: at ``T``). The adaptive ``ode`` integrates from T to the default stop (noise level
+    :data:`~holdsgm.samplers.DEFAULT_SIGMA_MIN`) with its own steps: ``steps`` is None then."""
+    from ..samplers import DEFAULT_SIGMA_MIN, SAMPLERS, evals_per_step
+    from ..samplers.grids import time_at_noise_level
+
+    name, opts, grid = _vocoder_spec(sampler, grid)
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ConfigError(f"nfe must be a positive integer, got {nfe!r}")
-    steps = (nfe - 1) // per_step
+    if not SAMPLERS[name].evals_per_step:
+        return torch.tensor([sde.T, time_at_noise_level(sde, DEFAULT_SIGMA_MIN)], dtype=torch.float64), None
+    steps = (nfe - 1) // evals_per_step(name, **opts)
     return _grid(sde, grid, steps + 1)[:-1].clone(), steps
 
 
@@ -179,7 +211,8 @@ def clipped_score(score_fn, sde, bound: Tensor):
 
 
 def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: str = "exp1", grid: str = "edm",
-                   noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0) -> Tensor:
+                   noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0,
+                   counter=None) -> Tensor:
     """Waveforms (B, 1, frames * hop) for log-mels ``mel`` (B, n_mels, frames) with at most ``nfe``
     score evaluations (see :func:`vocoder_times`): u_T from the prior, the sampler's steps without
     gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
@@ -189,7 +222,8 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
     the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
     waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
-    its gradient everywhere; :func:`vocode` clips the finished wave)."""
+    its gradient everywhere; :func:`vocode` clips the finished wave). ``counter``: an object whose
+    ``update(1)`` is called at every score evaluation (e.g. a :func:`holdsgm.progress.progress` bar)."""
     from ..audio import PriorGradNet
     from ..samplers import SAMPLERS
     from ..samplers.noise import as_noise
@@ -198,18 +232,24 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     net = eps_model.net
     if mel.dim() != 3:
         raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
+    name, opts, _ = _vocoder_spec(sampler, grid)
     ts, steps = vocoder_times(sde, nfe, sampler, grid)
     noise = as_noise(noise)
     b = mel.shape[0]
     u = sde.prior_sample((b, 1, mel.shape[-1] * hop), noise=noise, dtype=mel.dtype, device=mel.device)
     score_fn = eps_model.with_condition(mel)
+    if counter is not None:
+        from ..progress import ticking
+
+        score_fn = ticking(score_fn, counter)
     sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
-    if steps:
+    if steps is None or steps:
         step_score = score_fn
         if clip is not None:
             step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
         with torch.no_grad():
-            u = SAMPLERS[sampler].fn(step_score, sde, u, ts, noise=noise, denoise=False, progress=progress).u
+            kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
+            u = SAMPLERS[name].fn(step_score, sde, u, ts, denoise=False, **kw, **opts).u
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
         x = posterior_mean(sde, u, t, score_fn(u, t))
@@ -250,6 +290,7 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     """Vocode one log-mel (n_mels, frames) (:func:`holdsgm.audio.log_mel` of the run's features) with a
     trained speech run (:func:`vocoder_sample`, the wave clipped to [-1, 1]); ``nfe``/``sampler``/``grid``
     default to :func:`vocoder_defaults`. The noise comes from a per-sample generator seeded with ``seed``."""
+    from ..progress import progress as progress_bar
     from ..samplers import PerSampleNoise
 
     info = run.dataset_info
@@ -265,13 +306,10 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
         raise ConfigError("the mel contains NaN or inf")
     d = vocoder_defaults(run)
     nfe, sampler, grid = nfe or d["nfe"], sampler or d["sampler"], grid or d["grid"]
-    from ..samplers import SAMPLERS
-
-    _, steps = vocoder_times(run.sde, nfe, sampler, grid)
-    used = steps * SAMPLERS[sampler].evals_per_step + 1
+    counter = progress_bar(enabled=False)  # counts the evaluations used (the adaptive ODE chooses its own)
     t0 = time.perf_counter()
     x = vocoder_sample(run.eps_model, run.sde, mel[None].to(run.device), nfe=nfe, sampler=sampler, grid=grid,
-                       noise=PerSampleNoise([seed]), progress=progress, hop=info.audio["hop"])
+                       noise=PerSampleNoise([seed]), progress=progress, hop=info.audio["hop"], counter=counter)
     seconds = time.perf_counter() - t0
     wave = x[0, 0].float().cpu().clamp(-1.0, 1.0)
-    return Vocoded(wave, int(info.audio["sr"]), used, sampler, grid, seed, seconds)
+    return Vocoded(wave, int(info.audio["sr"]), int(counter.n), sampler, grid, seed, seconds)

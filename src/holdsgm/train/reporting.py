@@ -84,3 +84,39 @@ def setup_logging(quiet: bool = False) -> None:
         h.setFormatter(logging.Formatter("%(message)s"))
         h._holdsgm = True  # type: ignore[attr-defined]
         logger.addHandler(h)
+
+
+def save_image_files(x, folder, data_range=(-1.0, 1.0)) -> Path:
+    """One PNG per image of ``x`` (N, C, H, W) in ``folder`` (``000000.png``, ...), 8-bit, mapped from
+    ``data_range`` (what FID tools read). Written into a temporary folder beside it, then renamed into place
+    (an older ``folder`` of this command's output is replaced only then), so an interrupted run leaves no
+    partial set. Returns the folder."""
+    import shutil
+
+    from PIL import Image
+
+    folder = Path(folder)
+    a = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
+    if a.ndim != 4 or a.shape[1] not in (1, 3):
+        raise ValueError(f"--save-images needs images (N, 1 or 3, H, W), got shape {tuple(a.shape)}")
+    lo, hi = data_range if data_range is not None else (float(a.min()), float(a.max()))
+    u8 = np.clip(np.rint((a - lo) / max(hi - lo, 1e-12) * 255), 0, 255).astype(np.uint8)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        width = max(6, len(str(len(u8) - 1)))
+        for i, img in enumerate(u8):
+            im = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+            im.save(tmp / f"{i:0{width}d}.png")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
