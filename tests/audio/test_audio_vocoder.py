@@ -93,8 +93,17 @@ def test_vocoder_times_and_defaults(hold_run):
     assert steps == 5 and len(ts) == 6 and ts[0] == run.sde.T and bool((ts[1:] < ts[:-1]).all())
     assert vocoder_times(run.sde, 6, "exp2s", "edm")[1] == 2  # 2 evaluations per step + the last one
     assert vocoder_defaults(run) == {"nfe": 50, "sampler": "exp2m", "grid": "edm"}
-    with pytest.raises(ConfigError, match="adaptive"):
-        vocoder_times(run.sde, 4, "ode", "edm")
+    # a spec's own options count (a multistep spec evaluates once per step) and its grid wins
+    assert vocoder_times(run.sde, 6, "exp2s:multistep=true", "edm")[1] == 5
+    assert torch.equal(vocoder_times(run.sde, 6, "exp1:grid=logsnr", "edm")[0],
+                       vocoder_times(run.sde, 6, "exp1", "logsnr")[0])
+    # the adaptive ODE integrates from T to the default stop with its own steps (it was refused before)
+    from holdsgm.samplers import DEFAULT_SIGMA_MIN, time_at_noise_level
+
+    ts, steps = vocoder_times(run.sde, 4, "ode", "edm")
+    assert steps is None and ts.tolist() == [run.sde.T, time_at_noise_level(run.sde, DEFAULT_SIGMA_MIN)]
+    with pytest.raises(ConfigError, match="unknown sampler"):
+        vocoder_times(run.sde, 4, "bogus", "edm")
 
 
 def test_stage_two_reduces_the_k_step_loss_on_a_fixed_batch(hold_run, corpus_dir):
@@ -174,6 +183,13 @@ def test_vocode_cli_writes_wav_of_the_right_length_and_rate(hold_run, corpus_dir
     assert main(["vocode", str(hold_run), "--mel", str(tmp_path / "m.npy"), "--out", str(out2), "--quiet",
                  "--nfe", "1", "--sampler", "sscs", "--seed", "3", "--no-figure"]) == 0
     assert sf.info(out2).frames == mel.shape[-1] * 256 and not out2.with_suffix(".png").exists()
+    # any sampler spec, and the adaptive ode, as everywhere else
+    for spec in ("unipc3:ref_var=0.01", "ode:rtol=0.01,atol=0.01"):
+        spec_out = tmp_path / f"{spec.split(':')[0]}.wav"
+        assert main(["vocode", str(hold_run), "--mel", str(tmp_path / "m.npy"), "--out", str(spec_out), "--quiet",
+                     "--nfe", "4", "--sampler", spec, "--no-figure"]) == 0
+        assert sf.info(spec_out).frames == mel.shape[-1] * 256
+        assert "NFE" in capsys.readouterr().out
     # the same seed gives the same audio
     out3 = tmp_path / "again.wav"
     main(["vocode", str(hold_run), "--mel", str(tmp_path / "m.npy"), "--out", str(out3), "--quiet", "--nfe", "1",
