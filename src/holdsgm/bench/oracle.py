@@ -200,7 +200,7 @@ def plot_oracle(doc: dict, path) -> None:
     """W2 and per-mode W2 against NFE, one line per SDE x sampler (line style: SDE, colour: sampler), the
     floor of exact samples shaded, one legend for both panels. The y-range is the finite values' range
     capped at 30x their lower quartile, so a diverged sampler does not squash the others: its points above
-    the cap are drawn as triangles on the top edge."""
+    the cap, and failed runs, are drawn as triangles on the top edge."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     styles = {"vp": ":", "subvp": "-.", "ve": (0, (1, 3)), "cld": "--", "cld-sgm": "--", "hold": "-"}
@@ -212,9 +212,10 @@ def plot_oracle(doc: dict, path) -> None:
                               (axes[1], "mode_w2", "per-mode Gaussian W2")):
         groups: dict = {}
         for r in doc["rows"]:
-            if r[metric] is not None and math.isfinite(r[metric]) and r["nfe"] > 0:
-                groups.setdefault((r["sde"], r["sampler"]), []).append((r["nfe"], r[metric]))
-        values = np.array([v for pts in groups.values() for _, v in pts] or [1.0])
+            if r["nfe"] > 0:  # a failed run (NaN, or stopped by the range guard) is drawn on the top edge
+                value = r[metric] if r[metric] is not None and math.isfinite(r[metric]) else math.inf
+                groups.setdefault((r["sde"], r["sampler"]), []).append((r["nfe"], value))
+        values = np.array([v for pts in groups.values() for _, v in pts if math.isfinite(v)] or [1.0])
         fl = doc["floor"].get(metric)
         low = min(float(values.min()), fl["mean"] - fl["sd"] if fl else np.inf)
         cap = max(float(np.quantile(values, 0.25)) * 30, (fl["mean"] * 3) if fl else 0.0)

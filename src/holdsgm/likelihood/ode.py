@@ -85,7 +85,8 @@ def ode_likelihood(score_fn: ScoreFn, sde: LinearSDE, x: Tensor, *, divergence: 
         eps: start time of the ODE; None: ``sde.eps``, the smallest time holdsgm trains a score at. A
             learned score below its training times is an extrapolation: starting the ODE at 1e-5 (Song et
             al.'s value, for models trained down to 1e-5) made one HOLD point's estimate 13 nats where it is
-            6 from 1e-3 (docs/maths.md). The exact (oracle) score is right at any time: give 1e-5 there.
+            6 from 1e-3 (benchmarks/README.md, section 2). The exact (oracle) score is right at any time:
+            give 1e-5 there.
         noise: seed / Generator / callable for the auxiliaries and the probes.
         terminal_logp: optional ``f(u_T) -> log p_T(u_T)`` replacing the prior (e.g. the oracle's exact
             marginal at T, which separates the solver's error from the prior mismatch ~||Phi_T||).
