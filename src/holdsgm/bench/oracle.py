@@ -68,7 +68,8 @@ class OracleBenchSettings:
                 raise ValueError(f"unknown SDE {name!r} in --sdes; choose from {sorted(PRESETS)}")
         for spec in self.samplers:
             try:
-                check_sampler(spec)
+                if check_sampler(spec)[0] not in SAMPLERS:
+                    raise ValueError(f"{spec!r} is chosen per SDE and NFE; name the samplers to compare")
             except ValueError as e:
                 raise ValueError(f"--samplers: {e}") from None
         for k in self.nfes:

@@ -41,14 +41,14 @@ def check_sampling_args(args) -> None:
         except ValueError as e:
             raise ConfigError(f"--sampler: {e}") from None
     if args.nfe is not None:
-        sampler = args.sampler or "em"
-        if SAMPLERS[check_sampler(sampler)[0]].evals_per_step:
+        if args.nfe < 1:
+            raise ConfigError(f"--nfe must be a positive integer, got {args.nfe}")
+        name = check_sampler(args.sampler)[0] if args.sampler else None
+        if name in SAMPLERS and SAMPLERS[name].evals_per_step:  # 'auto' / the config's: checked when planned
             try:
-                check_sampler(sampler, args.nfe)
+                check_sampler(args.sampler, args.nfe)
             except ValueError as e:
                 raise ConfigError(f"--nfe: {e}") from None
-        elif args.nfe < 1:
-            raise ConfigError(f"--nfe must be a positive integer, got {args.nfe}")
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if args.batch_size is not None and args.batch_size < 1:

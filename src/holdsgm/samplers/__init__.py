@@ -4,6 +4,7 @@ Samplers know no network: they take ``score_fn(u, t)``, the score of the last ph
 """
 
 from .api import (
+    AUTO,
     DEFAULT_SIGMA_MIN,
     SAMPLERS,
     SamplerSpec,
@@ -21,7 +22,7 @@ from .grids import GRIDS, noise_level, time_at_noise_level, time_grid
 from .noise import BatchNoise, PerSampleNoise, as_noise
 
 __all__ = [
-    "BatchNoise", "DEFAULT_SIGMA_MIN", "GRIDS", "PerSampleNoise", "SAMPLERS", "SamplerOutput", "SamplerSpec",
+    "AUTO", "BatchNoise", "DEFAULT_SIGMA_MIN", "GRIDS", "PerSampleNoise", "SAMPLERS", "SamplerOutput", "SamplerSpec",
     "SamplingPlan", "adaptive_ode", "as_noise", "check_sampler", "default_sampler", "euler_maruyama",
     "evals_per_step", "noise_level", "parse_sampler", "plan_sampling", "predictor_corrector", "probability_flow",
     "sample", "splitting", "steps_for_nfe", "time_at_noise_level", "time_grid",

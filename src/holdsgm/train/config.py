@@ -721,7 +721,7 @@ class Config:
 
         for key, spec in (("sample.sampler", self.sample.sampler), ("stage2.sampler", self.stage2.sampler)):
             sampler = parse_sampler(spec)[0]
-            if SAMPLERS[sampler].needs_stationary and not getattr(self.sde.build(), "has_stationary_law", False):
+            if sampler in SAMPLERS and SAMPLERS[sampler].needs_stationary and not self.sde.build().has_stationary_law:
                 raise ConfigError(
                     f"config key {key}: {sampler!r} needs an SDE with a stationary "
                     f"law; sde {self.sde.name!r} has none (use em, pc, euler, heun, rk4 or ode)"

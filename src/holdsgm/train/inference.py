@@ -73,9 +73,10 @@ def generate(
     """
     from ..progress import progress as progress_bar
     from ..progress import ticking
-    from ..samplers import SAMPLERS, default_sampler, parse_sampler, plan_sampling, sample
+    from ..samplers import AUTO, SAMPLERS, default_sampler, parse_sampler, plan_sampling, sample
 
-    sampler = sampler or default_sampler(run.sde, nfe)
+    if sampler in (None, AUTO):
+        sampler = default_sampler(run.sde, nfe)
     plan = plan_sampling(run.sde, sampler, nfe=nfe, grid=grid, **options)  # fails fast on a bad spec
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"n must be a positive integer, got {n!r}")
@@ -144,15 +145,18 @@ def generate(
 
 
 # ---------------------------------------------------------------------- the vocoder (speech runs)
-def _vocoder_spec(sampler: str, grid: str) -> tuple[str, dict, str]:
-    """(name, sampler options, grid) of a sampler spec for the vocoder (ConfigError on a bad spec). The stop
-    options (``eps``, ``sigma_min``) do not apply: the vocoder's last evaluation is its output."""
-    from ..samplers import check_sampler
+def _vocoder_spec(sampler: str, grid: str, sde=None, nfe: int | None = None) -> tuple[str, dict, str]:
+    """(name, sampler options, grid) of a sampler spec for the vocoder (ConfigError on a bad spec; 'auto':
+    the default for ``sde`` at ``nfe``). The stop options (``eps``, ``sigma_min``) do not apply: the
+    vocoder's last evaluation is its output."""
+    from ..samplers import AUTO, check_sampler, default_sampler
 
     try:
         name, opts = check_sampler(sampler)
     except ValueError as e:
         raise ConfigError(f"sampler: {e}") from None
+    if name == AUTO:
+        name = default_sampler(sde, nfe)
     grid = opts.pop("grid", grid)
     for key in ("eps", "sigma_min", "rho"):
         opts.pop(key, None)
@@ -170,9 +174,9 @@ def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int |
     from ..samplers import DEFAULT_SIGMA_MIN, SAMPLERS, evals_per_step
     from ..samplers.grids import time_at_noise_level
 
-    name, opts, grid = _vocoder_spec(sampler, grid)
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ConfigError(f"nfe must be a positive integer, got {nfe!r}")
+    name, opts, grid = _vocoder_spec(sampler, grid, sde, nfe)
     if not SAMPLERS[name].evals_per_step:
         return torch.tensor([sde.T, time_at_noise_level(sde, DEFAULT_SIGMA_MIN)], dtype=torch.float64), None
     steps = (nfe - 1) // evals_per_step(name, **opts)
@@ -232,7 +236,7 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     net = eps_model.net
     if mel.dim() != 3:
         raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
-    name, opts, _ = _vocoder_spec(sampler, grid)
+    name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
     ts, steps = vocoder_times(sde, nfe, sampler, grid)
     noise = as_noise(noise)
     b = mel.shape[0]
