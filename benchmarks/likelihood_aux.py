@@ -66,8 +66,8 @@ def _summary(per_seed: np.ndarray, seconds: float, draws: int, spread: float | N
 
 
 def table(doc: dict) -> None:
-    print(f"| SDE | estimate | mean NLL (per draw) | median | worst point | spread of a point over draws (median) "
-          f"| s |")
+    print("| SDE | estimate | mean NLL (per draw) | median | worst point | spread of a point over draws (median) "
+          "| s |")
     print("|---|---|---|---|---|---|---|")
     for r in doc["runs"]:
         for label, s in r["rows"].items():

@@ -135,3 +135,23 @@ def test_sample_times_rows_and_a_given_kernel():
     plain = hsm_loss(fn, sde, x0, t=t[2], eps=eps)
     given = hsm_loss(fn, sde, x0, t=t[2], eps=eps, kernel=sde.marginal(t[2]))
     assert torch.equal(plain, given)
+
+
+def test_float64_data_trains_a_float32_network():
+    """GaussianMixture.sample gives float64 (the oracle's precision); the network runs in its own float32 and
+    the loss and score come back in the data's dtype, with gradients (the README snippet used to fail)."""
+    from holdsgm.losses import EpsModel, hsm_loss
+    from holdsgm.mixture import GaussianMixture
+    from holdsgm.nets import build_network
+    from holdsgm.sde import make_sde
+
+    sde = make_sde("hold")
+    net = build_network("mlp", in_features=6, out_features=2, hidden=16, depth=2)
+    model = EpsModel(net, sde)
+    x = GaussianMixture.eight_gaussians().sample(32, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float64
+    loss = hsm_loss(model.eps, sde, x).mean()
+    loss.backward()
+    assert loss.dtype == torch.float64 and all(p.grad is not None for p in net.parameters())
+    s = model.score(torch.randn(4, 6, dtype=torch.float64), torch.full((4,), 0.5, dtype=torch.float64))
+    assert s.dtype == torch.float64 and s.shape == (4, 2)

@@ -53,6 +53,10 @@ class EpsModel:
         self.sde = sde
         self.mixed = bool(mixed)
         self.data_var = float(data_var)
+        # a module runs in its parameters' dtype: float64 states (the oracle's, GaussianMixture.sample's) are
+        # cast for the network and its output cast back, instead of failing on mixed dtypes
+        first = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+        self._net_dtype = first.dtype if first is not None and first.is_floating_point() else None
 
     def _time(self, t, u: Tensor) -> Tensor:
         return self.sde._batch_time(t, u)
@@ -60,7 +64,11 @@ class EpsModel:
     def eps(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
         t = self._time(t, u)
         tn = (t / self.sde.T if self.sde.T != 1.0 else t).to(u.dtype)  # t / 1 is t: one operation fewer
-        out = self.net(u, tn, y, **net_kwargs) if (y is not None or net_kwargs) else self.net(u, tn)
+        cast = self._net_dtype is not None and u.dtype != self._net_dtype
+        v, tv = (u.to(self._net_dtype), tn.to(self._net_dtype)) if cast else (u, tn)
+        out = self.net(v, tv, y, **net_kwargs) if (y is not None or net_kwargs) else self.net(v, tv)
+        if cast:
+            out = out.to(u.dtype)
         if self.mixed:
             row = gaussian_precision_row(self.sde, t, self.data_var)  # (B, n)
             lnn = self.sde.marginal(t).chol[..., -1, -1]
