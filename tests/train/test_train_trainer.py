@@ -324,3 +324,21 @@ def test_warmup_longer_than_the_run_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="holdsgm"):
         train_run(tiny_config("train.warmup_steps=2", steps=4), tmp_path / "s", verbose=False)
     assert "warmup" not in caplog.text
+
+
+def test_clipped_data_predictions_keep_a_half_trained_model_in_range(tmp_path):
+    """A barely trained model's data prediction (x0 ~ (a^T u + s / ell) / kappa_t, kappa_T ~ 0.01) can be
+    far outside the data: a data-prediction sampler then diverges (the range guard stops it). Clipped to
+    the training data's range (recorded in the run, DDPM's clip_denoised) it stays in range."""
+    from holdsgm.errors import NumericsError
+    from holdsgm.train.inference import generate
+
+    train_run(tiny_config("model.hidden=128", "model.depth=3", "data.n=20000", "train.batch_size=512",
+                          "train.warmup_steps=100", steps=20), tmp_path / "r", verbose=False)
+    run = load_run(tmp_path / "r")
+    bound = run.dataset_info.clip_bound
+    assert bound is not None and 2.0 < bound < 4.0  # the largest |x| of the 8 Gaussians' training points
+    with pytest.raises(NumericsError, match="plausible range"):
+        generate(run, 500, sampler="exp2m-sde", nfe=50, clip=False)
+    gen = generate(run, 500, sampler="exp2m-sde", nfe=50)
+    assert torch.isfinite(gen.x).all() and float(gen.u.abs().max()) < 1000

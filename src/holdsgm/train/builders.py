@@ -97,6 +97,7 @@ def dataset_info(config: Config, train) -> DatasetInfo:
         mixture=train.mixture,
         data_var=var if var > 0 else 1.0,
         n_train=len(train),
+        data_bound=float(train.x.abs().max()) if len(train) else None,
     )
 
 

@@ -435,6 +435,9 @@ class DatasetInfo:
     mixture: Any = None  # holdsgm.mixture.GaussianMixture or None
     data_var: float = 1.0
     n_train: int = 0
+    data_bound: float | None = None
+    """The largest |x| of the training data (vectors; images have ``data_range``): the posterior mean
+    E[x0 | u_t] lies in the data's convex hull, so samplers clip their data predictions to it."""
     audio: dict | None = None
     """Speech data only: the features the network was conditioned on (``sr``, ``hop``, ``n_fft``,
     ``n_mels``, ``fmin``, ``fmax``), the training ``segment_frames``, the training audio's ``seconds``
@@ -458,6 +461,7 @@ class DatasetInfo:
             "mixture": None if self.mixture is None else self.mixture.to_dict(),
             "data_var": self.data_var,
             "n_train": self.n_train,
+            "data_bound": self.data_bound,
             "audio": None if self.audio is None else dict(self.audio),
         }
 
@@ -474,8 +478,17 @@ class DatasetInfo:
             mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
             data_var=float(d.get("data_var", 1.0)),
             n_train=int(d.get("n_train", 0)),
+            data_bound=None if d.get("data_bound") is None else float(d["data_bound"]),
             audio=None if d.get("audio") is None else dict(d["audio"]),
         )
+
+    @property
+    def clip_bound(self) -> float | None:
+        """Where a sampler's data prediction is clipped: the data range of images, the largest |x| of the
+        training vectors (None when unknown: runs written before it was recorded, and speech)."""
+        if self.data_range is not None:
+            return max(abs(self.data_range[0]), abs(self.data_range[1]))
+        return self.data_bound
 
 
 @dataclass
