@@ -221,11 +221,33 @@ def tables(out: Path) -> None:
         label = spec if ":" in spec else f"{spec} ({grid}, sigma_min={DEFAULT_SIGMA_MIN:g})"
         print(f"| `{label}` | " + " | ".join(orc + lrn) + " |")
     print()
-    for r in runs:
-        for k in NFES:
-            vals = sorted((lkey[(r, spec, k)], spec) for spec in LEARNED if lkey.get((r, spec, k)) is not None)
-            if vals:
-                print(f"- {r} @ {k} NFE: best " + ", ".join(f"`{s}` {_cell(v)}" for v, s in vals[:3]))
+    ranking(key, lkey)
+
+
+def ranking(key: dict, lkey: dict) -> None:
+    """Per SDE and NFE: each sampler (at its defaults) scored by the geometric mean, over the exact score,
+    the toy model and the digits model, of its value relative to the best sampler there."""
+    from holdsgm.samplers import DEFAULT_SIGMA_MIN, SAMPLERS
+    from holdsgm.samplers.api import DEFAULTS
+
+    stop = f"sigma_min={DEFAULT_SIGMA_MIN:g}"
+    print("#### Ranking: geometric mean of (value / best value) over the exact score, the toy model and the "
+          "digits model (1.00 = best in all three); `DEFAULTS` in bold\n")
+    print("| SDE | NFE | first | second | third |")
+    print("|---|---|---|---|---|")
+    for sde, order in (("vp", 1), ("cld", 2), ("hold", 3)):
+        for nfe in NFES:
+            cols = {s: (key.get((sde, s, SAMPLERS[s].grid, stop, nfe)), lkey.get((f"toy-{sde}", s, nfe)),
+                        lkey.get((f"digits-{sde}", s, nfe))) for s in SWEEP}
+            best = [min((v[i] for v in cols.values() if v[i] is not None and math.isfinite(v[i])), default=1.0)
+                    for i in range(3)]
+            scored = sorted((_gmean([v[i] / best[i] if v[i] is not None and math.isfinite(v[i]) else None
+                                     for i in range(3)]), s) for s, v in cols.items())
+            chosen = next(name for bound, name in DEFAULTS[order] if nfe < bound)
+            cells = [f"**`{s}`** {sc:.2f}" if s == chosen else f"`{s}` {sc:.2f}" for sc, s in scored[:3]]
+            if chosen not in [s for _, s in scored[:3]]:
+                cells[-1] += f" (default `{chosen}`: {dict((s, sc) for sc, s in scored)[chosen]:.2f})"
+            print(f"| {sde} | {nfe} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ def test_vocoder_times_and_defaults(hold_run):
     ts, steps = vocoder_times(run.sde, 6, "exp1", "edm")
     assert steps == 5 and len(ts) == 6 and ts[0] == run.sde.T and bool((ts[1:] < ts[:-1]).all())
     assert vocoder_times(run.sde, 6, "exp2s", "edm")[1] == 2  # 2 evaluations per step + the last one
-    assert vocoder_defaults(run) == {"nfe": 50, "sampler": "exp2m", "grid": "edm"}
+    assert vocoder_defaults(run) == {"nfe": 50, "sampler": "exp1", "grid": "edm"}  # the preset's sample section
     # a spec's own options count (a multistep spec evaluates once per step) and its grid wins
     assert vocoder_times(run.sde, 6, "exp2s:multistep=true", "edm")[1] == 5
     assert torch.equal(vocoder_times(run.sde, 6, "exp1:grid=logsnr", "edm")[0],
