@@ -153,8 +153,12 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
                     row[f"{k}_sd"] = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
                 rows.append(row)
                 spread = f" +- {row['mode_w2_sd']:.4f}" if settings.seeds > 1 else ""  # no spread from one seed
-                log(f"[{sde_name}] {sampler:11s} NFE {used:5d}: W2 {row['w2']:.4f}  per-mode W2 "
-                    f"{row['mode_w2']:.4f}{spread}")
+                if math.isfinite(row["mode_w2"]):
+                    log(f"[{sde_name}] {sampler:11s} NFE {used:5d}: W2 {row['w2']:.4f}  per-mode W2 "
+                        f"{row['mode_w2']:.4f}{spread}")
+                else:
+                    log(f"[{sde_name}] {sampler:11s} NFE {used:5d}: failed (diverged: NaN, or stopped by the "
+                        f"range guard)")
     bar.close()
     doc = {
         "rows": rows,

@@ -73,8 +73,8 @@ DEFAULT_SIGMA_MIN = 0.01
 #: bound exceeds the budget. Measured (benchmarks/README.md, section 1): each sampler at its default grid and
 #: stop with the exact score (8 Gaussians) and with learned scores (toy and digits models), ranked by the
 #: geometric mean of their ratios to the best at 10, 20, 50 and 100 NFE; the bounds lie between those budgets.
-#: At >= 20 NFE the second-order stochastic exponential integrator is first or within 25 % of the first for
-#: all three SDEs; below, each SDE has its own best.
+#: From 50 NFE (from 20 for VP and HOLD) the second-order stochastic exponential integrator is first, or
+#: within 3 % of the first (CLD at 100); below, each SDE has its own best.
 DEFAULTS: dict[int, list[tuple[float, str]]] = {
     1: [(15, "sscs"), (math.inf, "exp2m-sde")],  # VP
     2: [(15, "unipc2"), (35, "unipc3"), (math.inf, "exp2m-sde")],  # CLD
@@ -105,9 +105,10 @@ def suggest_sampler(sde: LinearSDE, plan: "SamplingPlan") -> str:
 
 
 def parse_sampler(spec: str) -> tuple[str, dict]:
-    """``"name"`` or ``"name:key=value,key=value"`` -> (name, options). Values are parsed as int, float,
-    bool (true/false) or kept as strings; ``grid`` and ``eps`` are sampling options, the rest go to the
-    sampler (e.g. ``"exp2m:form=eps,grid=logsnr,eps=0.1"``, ``"pc:snr=0.05"``)."""
+    """``"name"`` or ``"name:key=value,key=value"`` -> (name, options); ``"auto"`` -> ("auto", {}). Values are
+    parsed as int, float, bool (true/false) or kept as strings; ``grid``, ``rho``, ``sigma_min`` and ``eps``
+    (:data:`GRID_OPTIONS`) shape the time grid, the rest go to the sampler (e.g.
+    ``"exp2m:form=eps,grid=logsnr,sigma_min=0.005"``, ``"pc:snr=0.05"``)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"sampler must be a non-empty string, got {spec!r}")
     if spec.strip() == AUTO:

@@ -184,12 +184,11 @@ def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
 def prune_checkpoints(run_dir, keep: int, newest: Path) -> list[Path]:
     """Keep the newest ``keep`` valid checkpoints; remove older valid ones. Returns the removed folders.
 
-    Called right after this process wrote and verified ``newest``: nothing is removed otherwise, and only
-    checkpoints that verify are ever removed. Folders that do not (incomplete or damaged) are left where
-    they are for the user to inspect. The manifest goes first, so a crash during removal leaves an
-    incomplete (skipped) folder, never a half-deleted one that looks valid.
+    ``newest`` is the checkpoint this process has just written and verified (:func:`save_checkpoint` reads
+    it back); only checkpoints older than it that verify are ever removed. Folders that do not (incomplete
+    or damaged) are left where they are for the user to inspect. The manifest goes first, so a crash during
+    removal leaves an incomplete (skipped) folder, never a half-deleted one that looks valid.
     """
-    verify_checkpoint(newest)
     ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if p != Path(newest)]
     newest_step = int(_CKPT_RE.match(Path(newest).name).group(1))
     older = [p for s, p in ckpts if s < newest_step]

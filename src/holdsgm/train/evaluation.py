@@ -33,8 +33,9 @@ def heldout(run: LoadedRun, split: str = "test") -> Dataset:
     data = load_split(run.config.data, split)
     shape = getattr(data, "data_shape", None)
     if shape is not None and tuple(shape) != tuple(run.dataset_info.data_shape):
-        raise ConfigError(f"config key data.test: {run.config.data.test} holds items of shape {tuple(shape)}, "
-                          f"the model was trained on items of shape {tuple(run.dataset_info.data_shape)}")
+        source = f"data.test: {run.config.data.test}" if run.config.data.test else f"data.name: {run.config.data.name}"
+        raise ConfigError(f"config key {source} holds items of shape {tuple(shape)} now, the model was trained "
+                          f"on items of shape {tuple(run.dataset_info.data_shape)}")
     return data
 
 

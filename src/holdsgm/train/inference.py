@@ -77,10 +77,8 @@ def generate(
     """
     from ..progress import progress as progress_bar
     from ..progress import ticking
-    from ..samplers import AUTO, SAMPLERS, default_sampler, parse_sampler, plan_sampling, sample
+    from ..samplers import SAMPLERS, plan_sampling, sample
 
-    if sampler in (None, AUTO):
-        sampler = default_sampler(run.sde, nfe)
     plan = plan_sampling(run.sde, sampler, nfe=nfe, grid=grid, **options)  # fails fast on a bad spec
     if not (isinstance(n, int) and n >= 1):
         raise ConfigError(f"n must be a positive integer, got {n!r}")
@@ -93,9 +91,9 @@ def generate(
     traj_states: list[Tensor] = []
     k = min(trajectory, n, batch_size)
     batches = -(-n // batch_size)
-    adaptive = not SAMPLERS[parse_sampler(sampler)[0]].evals_per_step
+    adaptive = not SAMPLERS[plan.sampler].evals_per_step
     bar = progress_bar(None if adaptive or nfe is None else batches * nfe, unit="NFE", enabled=progress,
-                       desc=f"sampling {n} ({sampler} @ {'adaptive' if adaptive else nfe} NFE"
+                       desc=f"sampling {n} ({plan.sampler} @ {'adaptive' if adaptive else nfe} NFE"
                             f"{f', {batches} batches' if batches > 1 else ''})")
     t0 = time.perf_counter()
     for i0 in range(0, n, batch_size):
