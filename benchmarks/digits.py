@@ -24,10 +24,9 @@ import torch
 
 from holdsgm.errors import NumericsError
 from holdsgm.plotting import pyplot, save_figure
-from holdsgm.train import load_config, load_run
-from holdsgm.train import train as train_run
-from holdsgm.train.evaluation import _fd_module, heldout, likelihood
-from holdsgm.train.inference import generate
+from holdsgm.runs import generate, load_config, load_run
+from holdsgm.runs import train as train_run
+from holdsgm.runs.evaluation import _fd_module, heldout, likelihood
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from toy_quality import sampler_spec  # noqa: E402  (the per-SDE sampler specs shared by the benchmarks)

@@ -43,11 +43,12 @@ from pathlib import Path
 import torch
 
 from holdsgm.errors import NumericsError
-from holdsgm.guidance import edit_figure, edit_grid, guided_generate, parse_guide
+from holdsgm.guidance import parse_guide
 from holdsgm.plotting import pyplot, save_figure
-from holdsgm.train import load_config, load_run
-from holdsgm.train import train as train_run
-from holdsgm.train.evaluation import heldout
+from holdsgm.runs import load_config, load_run
+from holdsgm.runs import train as train_run
+from holdsgm.runs.evaluation import heldout
+from holdsgm.runs.guided import edit_figure, edit_grid, guided_generate
 
 REPO = Path(__file__).resolve().parents[1]
 SDES = ("vp", "cld", "hold")
@@ -223,7 +224,8 @@ def part_sega(name, run, p, scorer, prefix: str) -> dict:
 
 
 def part_w2(p, runs: Path, quick: bool, prefix: str) -> list[dict]:
-    from holdsgm.eval.wasserstein_bound import evaluate_checkpoints, over_training_figure
+    from holdsgm.eval.wasserstein_bound import over_training_figure
+    from holdsgm.runs.wasserstein import evaluate_checkpoints
 
     results = []
     for name in SDES:

@@ -29,8 +29,8 @@ OUT = Path(__file__).resolve().parent / "results" / "likelihood-aux.json"
 
 def measure(run_dir: Path, n: int, draws: int) -> dict:
     from holdsgm.likelihood import ode_likelihood
-    from holdsgm.train import load_run
-    from holdsgm.train.evaluation import heldout
+    from holdsgm.runs import load_run
+    from holdsgm.runs.evaluation import heldout
 
     run = load_run(run_dir)
     x = heldout(run).x[:n]

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from holdsgm.bench.oracle import nfe_to_match
+from holdsgm.runs.oracle_bench import nfe_to_match
 
 COLUMNS = (5, 10, 20, 50, 100, 200, 500, 1000)
 

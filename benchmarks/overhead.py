@@ -29,11 +29,13 @@ from pathlib import Path
 
 import torch
 
+from holdsgm.engine.loop import _adamw
 from holdsgm.losses import EpsModel, hsm_loss
 from holdsgm.plotting import pyplot, save_figure
+from holdsgm.runs import load_config
+from holdsgm.runs import make_engine as Trainer  # noqa: N812
 from holdsgm.samplers import sample
-from holdsgm.train import load_config
-from holdsgm.train.trainer import TIME_BLOCK, Trainer, _adamw
+from holdsgm.tasks.hsm import TIME_BLOCK
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +106,7 @@ def sampling_rows(name: str, config, batch: int, nfes, samplers, repeats: int) -
     """
     with tempfile.TemporaryDirectory() as d:
         trainer = Trainer(config, d, verbose=False)
-        net, sde = _perturb(trainer.net).eval(), trainer.sde
+        net, sde = _perturb(trainer.net).eval(), trainer.task.sde
         trainer.close()
     em = EpsModel(net, sde)
     shape = (batch, *config_shape(config))
@@ -142,7 +144,7 @@ def sampling_rows(name: str, config, batch: int, nfes, samplers, repeats: int) -
 
 
 def config_shape(config):
-    from holdsgm.train.builders import dataset_info, load_split
+    from holdsgm.runs.build import dataset_info, load_split
 
     return dataset_info(config, load_split(config.data, "train")).data_shape
 
@@ -152,13 +154,13 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
     plus the parts of the difference."""
     with tempfile.TemporaryDirectory() as d:
         trainer = Trainer(config, d, verbose=False)
-        sde = trainer.sde
+        sde = trainer.task.sde
         # the bare side runs a copy of the network: its zero_grad(set_to_none=True) on the trainer's own
         # parameters would make every trainer step after it re-bind the flat gradient buffer's views, a
         # cost that training never pays
         net = copy.deepcopy(trainer.net)
         b = config.train.batch_size
-        shape = (b, *trainer.info.data_shape)
+        shape = (b, *trainer.task.x.shape[1:])
         u = torch.randn(sde.state_shape(shape))
         t = torch.rand(b)
 
@@ -172,7 +174,7 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
             fwd_bwd()
             opt.step()
 
-        x0 = trainer.train_x[:b]
+        x0 = trainer.task.x[:b]
         tt = torch.rand(b, dtype=torch.float64) * (sde.T - sde.eps) + sde.eps
 
         def loss_fwd_bwd():
@@ -184,9 +186,9 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
         rows = max(1, TIME_BLOCK // b)
 
         def times_kernels():  # a whole number of blocks: the block's kernels, per step
-            trainer._time_block = None
+            trainer.task.draws._block = None
             for step in range(2 * rows):
-                trainer._times(step)
+                trainer.task.draws.times(step)
 
         parts = {
             "fwd_bwd_adam": timeit(fwd_bwd_adam, 3, inner),
@@ -194,7 +196,8 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
             "kernel": timeit(lambda: sde.marginal(tt), 3, inner),
             "times_kernels": timeit(times_kernels, 3) / (2 * rows),
             "ema": timeit(lambda: trainer.ema.update(10**6), 3, inner),
-            "draw": timeit(lambda: trainer._draw(0), 3, inner),
+            "draw": timeit(lambda: (trainer.task.draws.noise(trainer.task.state_shape), trainer.task.draws.times(0)),
+                           3, inner),
         }
         trainer.close()
     return {"model": name, "batch": b, "params": sum(p.numel() for p in net.parameters()),

@@ -114,10 +114,9 @@ def _floor(mix, n: int) -> dict:
 
 def run_learned(runs: Path, out: Path, n_toy: int, n_digits: int) -> None:
     from holdsgm.eval.metrics import mixture_metrics
+    from holdsgm.runs import generate, load_run
+    from holdsgm.runs.evaluation import heldout
     from holdsgm.samplers import SAMPLERS, parse_sampler
-    from holdsgm.train import load_run
-    from holdsgm.train.evaluation import heldout
-    from holdsgm.train.inference import generate
 
     rows = []
     t0 = time.time()

@@ -28,11 +28,11 @@ import torch
 from holdsgm.errors import NumericsError
 from holdsgm.eval.metrics import metric_floor
 from holdsgm.plotting import pyplot, save_figure
+from holdsgm.runs import load_config, load_run
+from holdsgm.runs import train as train_run
+from holdsgm.runs.evaluation import heldout, likelihood, sample_metrics
 from holdsgm.samplers import sample
 from holdsgm.sde import MixtureOracle
-from holdsgm.train import load_config, load_run
-from holdsgm.train import train as train_run
-from holdsgm.train.evaluation import heldout, likelihood, sample_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SDES = ("vp", "cld", "hold")

@@ -33,10 +33,10 @@ from pathlib import Path
 import torch
 
 from holdsgm.audio import aggregate_metrics, build_speech_corpus, griffin_lim, log_mel, utterance_metrics, write_wav
-from holdsgm.train import load_checkpoint, load_config, load_run
-from holdsgm.train import train as train_run
-from holdsgm.train.builders import load_split
-from holdsgm.train.inference import vocode
+from holdsgm.engine import load_checkpoint
+from holdsgm.runs import load_config, load_run, vocode
+from holdsgm.runs import train as train_run
+from holdsgm.runs.build import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("pesq", "estoi", "mrstft", "mcd", "rtf")

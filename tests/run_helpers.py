@@ -37,7 +37,7 @@ def sets(overrides):
 
 
 def tiny_config(*extra, steps=10):
-    from holdsgm.train import load_config
+    from holdsgm.runs import load_config
 
     return load_config(CONFIGS / "toy-hold.yaml", [*TINY, f"train.steps={steps}", *extra])
 

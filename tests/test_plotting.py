@@ -29,6 +29,6 @@ def test_tight_crop_changes_size(tmp_path):
 
 
 def test_importing_holdsgm_does_not_import_matplotlib():
-    code = "import sys, holdsgm, holdsgm.plotting, holdsgm.train; print('matplotlib' in sys.modules)"
+    code = "import sys, holdsgm, holdsgm.plotting, holdsgm.runs; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

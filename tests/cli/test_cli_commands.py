@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from holdsgm.train import Config, load_config
+from holdsgm.runs import Config, load_config
 from run_helpers import CONFIGS, TINY_QUIET, cli, run_main, sets
 
 COMMANDS = ["train", "sample", "eval", "likelihood", "demo"]
@@ -16,7 +16,7 @@ PRESETS = sorted(CONFIGS.glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from holdsgm.train import train
+    from holdsgm.runs import train
 
     run = tmp_path_factory.mktemp("cli") / "run"
     train(load_config(CONFIGS / "toy-hold.yaml", [*TINY_QUIET, "train.steps=20"]), run, verbose=False)
@@ -266,8 +266,8 @@ def test_demo_quick(tmp_path, capsys):
 def test_presets_ship_with_the_package_and_configs_links_to_them():
     from importlib.resources import files
 
-    from holdsgm.cli.demo import demo_config
-    from holdsgm.train.config import configs_dir
+    from holdsgm.runs.config import configs_dir
+    from holdsgm.runs.demo import demo_config
 
     assert (files("holdsgm") / "configs" / "demo.yaml").is_file()
     assert configs_dir().resolve() == CONFIGS.resolve()
@@ -340,7 +340,7 @@ def test_results_on_stdout_progress_on_stderr(tiny_run, tmp_path):
 def test_sample_writes_one_png_per_image_and_a_reference_scatter(tmp_path, capsys, tiny_run):
     from PIL import Image
 
-    from holdsgm.train import load_config, train
+    from holdsgm.runs import load_config, train
 
     run = tmp_path / "img"
     cfg = load_config("digits-hold", ["model.channels=8", "model.channel_mult=[1]", "model.attn_resolutions=[]",

@@ -15,7 +15,7 @@ TINY_DIGITS = ["model.channels=8", "train.steps=3", "train.batch_size=16", "trai
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    from holdsgm.train import load_config, train
+    from holdsgm.runs import load_config, train
 
     run = tmp_path_factory.mktemp("guid") / "run"
     train(load_config(CONFIGS / "digits-cond-vp.yaml", TINY_DIGITS), run, verbose=False)
@@ -66,7 +66,7 @@ def test_malformed_guidance_options_are_one_line_errors(digits_run, extra, needl
 
 
 def test_guidance_on_an_unconditional_model_is_refused(tmp_path, capsys):
-    from holdsgm.train import load_config, train
+    from holdsgm.runs import load_config, train
 
     run = tmp_path / "toy"
     train(load_config(CONFIGS / "toy-vp.yaml", [*TINY_QUIET, "train.steps=2"]), run, verbose=False)

@@ -57,9 +57,9 @@ def register(sub) -> None:
 def _run(args) -> int:
     import numpy as np
 
-    from ..bench.oracle import nfe_to_match, run_oracle_bench
     from ..errors import DataError
     from ..mixture import GaussianMixture
+    from ..runs.oracle_bench import nfe_to_match, run_oracle_bench
 
     mixture = GaussianMixture.from_json(args.mixture) if args.mixture else None
     points = None

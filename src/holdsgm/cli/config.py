@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..errors import ConfigError
-    from ..train.reference import markdown, text
+    from ..runs.reference import markdown, text
 
     if args.markdown:
         if args.section:

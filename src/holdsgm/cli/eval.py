@@ -44,9 +44,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..errors import ConfigError
-    from ..train.checkpoint import load_run
-    from ..train.evaluation import evaluate_run
-    from ..train.reporting import check_writable_file, dumps, write_json
+    from ..runs.evaluation import evaluate_run
+    from ..runs.loading import load_run
+    from ..runs.reports import check_writable_file, dumps, write_json
     from .sample import check_sampling_args
 
     check_sampling_args(args)
@@ -77,7 +77,7 @@ def run(args) -> int:
     )
     if args.bound_n > 0:
         from ..eval.wasserstein_bound import bound_report
-        from ..train.evaluation import heldout
+        from ..runs.evaluation import heldout
 
         w2 = res.get("metrics", {}).get("w2")
         res["wasserstein_bound"] = bound_report(
@@ -94,8 +94,9 @@ def _over_training(args) -> int:
     from pathlib import Path
 
     from ..errors import CheckpointError, ConfigError
-    from ..eval.wasserstein_bound import evaluate_checkpoints, over_training_figure
-    from ..train.reporting import check_writable_file, dumps, write_json
+    from ..eval.wasserstein_bound import over_training_figure
+    from ..runs.reports import check_writable_file, dumps, write_json
+    from ..runs.wasserstein import evaluate_checkpoints
 
     if not Path(args.run).is_dir():
         raise CheckpointError(f"run folder {args.run} does not exist")

@@ -51,9 +51,9 @@ def run(args) -> int:
     import numpy as np
 
     from ..errors import ConfigError
-    from ..train.checkpoint import load_run
-    from ..train.evaluation import heldout, likelihood
-    from ..train.reporting import check_writable_file, dumps, write_json
+    from ..runs.evaluation import heldout, likelihood
+    from ..runs.loading import load_run
+    from ..runs.reports import check_writable_file, dumps, write_json
 
     for name in ("n", "batch_size", "aux_draws"):
         v = getattr(args, name)

@@ -103,21 +103,6 @@ def parse_guidance_args(args):
     return directions, skip, 1.0 if cfg is None else float(cfg)
 
 
-def _reference(run):
-    """The run's held-out data for the scatter figure, or None (with a note) when it cannot be read now."""
-    import sys
-
-    from ..errors import HoldsgmError
-    from ..train.evaluation import heldout
-
-    try:
-        return heldout(run).x
-    except (HoldsgmError, OSError) as e:
-        print(f"holdsgm sample: note: the figure shows no reference data ({' '.join(str(e).split())[:120]})",
-              file=sys.stderr)
-        return None
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sample",
@@ -148,17 +133,13 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from ..errors import ConfigError
-    from ..train.checkpoint import load_run
-    from ..train.figures import image_grid_figure, scatter_figure, trajectory_figure
-    from ..train.inference import class_labels, generate
-    from ..train.reporting import dumps, make_out_dir, save_image_files, write_json
+    from ..runs.loading import load_run
+    from ..runs.reports import dumps, make_out_dir
+    from ..runs.sampling import SampleRequest, sample_to_folder
 
     check_sampling_args(args)
     directions, skip, cfg_scale = parse_guidance_args(args)
-    guided = bool(directions) or skip is not None or cfg_scale != 1.0
     label = args.label
     if label is not None and label != "balanced":
         try:
@@ -166,106 +147,13 @@ def run(args) -> int:
         except ValueError:
             raise ConfigError(f"--class must be an integer or 'balanced', got {args.label!r}") from None
     run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
-    if args.save_images and not run_.dataset_info.is_image:
-        raise ConfigError(f"--save-images writes image files; {args.run} models items of shape "
-                          f"{run_.dataset_info.data_shape} (samples.npz holds them)")
-    sc = run_.config.sample
-    n = args.n or sc.n
-    sampler = args.sampler or sc.sampler
-    if args.nfe is None and args.sampler is not None:
-        check_sampling_args(
-            argparse.Namespace(n=None, sampler=sampler, nfe=sc.nfe, seed=None, batch_size=None)
-        )
-    if guided:
-        from ..guidance import check_concepts, skip_scale_kwargs
-
-        if (directions or cfg_scale != 1.0) and not run_.dataset_info.n_classes:
-            raise ConfigError(f"guidance (--guide/--cfg-scale) needs a class-conditional model; {run_.path} is not "
-                              f"(train with data.conditional=true and train.label_dropout > 0)")
-        check_concepts(directions, run_.dataset_info.n_classes)
-        if (directions or cfg_scale != 1.0) and not run_.config.train.label_dropout:
-            import sys
-
-            print(f"holdsgm sample: warning: {run_.path} was trained without label dropout "
-                  f"(train.label_dropout = 0): its unconditional (null-label) prediction is untrained, so "
-                  f"guidance will not work well", file=sys.stderr)
-        skip_scale_kwargs(skip, run_.net)  # fails now if the spec does not fit the network
+    if args.nfe is None and args.sampler is not None:  # the run's NFE must suit the sampler asked for
+        check_sampling_args(argparse.Namespace(n=None, sampler=args.sampler, nfe=run_.config.sample.nfe, seed=None,
+                                               batch_size=None))
+    req = SampleRequest(n=args.n, sampler=args.sampler, nfe=args.nfe, grid=args.grid, seed=args.seed,
+                        batch_size=args.batch_size, label=label, cfg_scale=cfg_scale, directions=directions,
+                        skip=skip, trajectory=args.trajectory, save_images=args.save_images,
+                        edit_figure=args.edit_figure, edit_k=args.edit_k, progress=not args.quiet)
     out = make_out_dir(args.out or Path(args.run) / "samples")
-    labels = class_labels(run_, n, label)
-    common = dict(
-        sampler=sampler,
-        nfe=args.nfe or sc.nfe,
-        grid=args.grid or sc.grid,
-        seed=sc.seed if args.seed is None else args.seed,
-        batch_size=args.batch_size or sc.batch_size,
-    )
-    if guided:
-        from ..guidance import GuidedModel, guided_generate
-
-        gen = guided_generate(run_, n, labels=labels, cfg_scale=cfg_scale, directions=directions,
-                              skip_scale=skip, trajectory=max(args.trajectory, 0), progress=not args.quiet,
-                              **common)
-    else:
-        gen = generate(run_, n, labels=labels, trajectory=max(args.trajectory, 0), progress=not args.quiet,
-                       **common)
-    arrays = {"x": gen.x.numpy(), "u": gen.u.numpy(), "seeds": np.asarray(gen.seeds, dtype=np.int64)}
-    if gen.labels is not None:
-        arrays["labels"] = gen.labels.numpy()
-    if gen.traj is not None:
-        arrays["trajectory"] = gen.traj.numpy()
-        arrays["trajectory_times"] = np.asarray(gen.traj_times)
-    npz = out / "samples.npz"
-    tmp = out / ".samples.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(npz)
-    info = run_.dataset_info
-    title = f"{run_.sde.name}, {gen.plan['spec']} @ {gen.nfe} NFE, step {run_.step}"
-    if info.is_image:
-        png = image_grid_figure(gen.x, out / "samples.png", info.data_range, title=title)
-    else:
-        png = scatter_figure(gen.x, out / "samples.png", reference=_reference(run_), title=title)
-    images = save_image_files(gen.x, out / "images", info.data_range) if args.save_images else None
-    traj_png = None
-    if gen.traj is not None:
-        traj_png = trajectory_figure(
-            gen.traj_times,
-            gen.traj,
-            run_.sde.order,
-            out / "trajectory.png",
-            info.data_range,
-            title=f"{run_.sde.name}: reverse-time trajectory ({sampler})",
-        )
-    edits_png = None
-    if directions and args.edit_figure and info.is_image:
-        from ..guidance import edit_figure, edit_grid
-
-        grid_x, titles = edit_grid(run_, directions, k=min(args.edit_k, n), labels=labels, cfg_scale=cfg_scale,
-                                   skip_scale=skip, **common)
-        base = "unconditional" if labels is None else f"class {args.label}, cfg {cfg_scale:g}"
-        edits_png = edit_figure(grid_x, titles, out / "edits.png", info.data_range or (-1.0, 1.0),
-                                title=f"{run_.sde.name}, {sampler} @ {gen.nfe} NFE: same seeds ({base}) edited",
-                                row_labels=[f"seed {s}" for s in gen.seeds[: grid_x.shape[0]]])
-    summary = {
-        "run": str(run_.path),
-        "step": run_.step,
-        "weights": run_.which,
-        "n": n,
-        "sampler": gen.plan["spec"],
-        "nfe": gen.nfe,
-        "grid": gen.plan["grid"],
-        "stop_time": gen.plan["stop_time"],
-        "seconds": gen.seconds,
-        "samples": str(npz),
-        "figure": str(png),
-        "trajectory": str(traj_png) if traj_png else None,
-        "images": str(images) if images else None,
-        "finite": bool(np.isfinite(arrays["u"]).all()),
-        "max_abs": float(np.abs(arrays["u"]).max()),  # within the sampler's range guard, or it would have stopped
-    }
-    if guided:
-        summary["guidance"] = GuidedModel(run_.eps_model, cfg_scale=cfg_scale, directions=directions,
-                                          skip_scale=skip).describe()
-        summary["edits"] = str(edits_png) if edits_png else None
-    write_json(out / "sample.json", summary)
-    print(dumps(summary))
+    print(dumps(sample_to_folder(run_, out, req)))
     return 0

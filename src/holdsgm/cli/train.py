@@ -42,15 +42,16 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train.config import load_config, resolve_config_path
-    from ..train.reporting import setup_logging
+    from ..runs.config import load_config, resolve_config_path
+    from ..runs.reports import setup_logging
 
     setup_logging(args.quiet)
     config = load_config(args.config, args.overrides)
     if args.dry_run:
         return _dry_run(config)
-    from ..train.distributed import DistInfo
-    from ..train.trainer import train
+    from ..engine import Faults
+    from ..engine.distributed import DistInfo
+    from ..runs.training import train
 
     if args.out:
         out = Path(args.out)
@@ -58,7 +59,7 @@ def run(args) -> int:
         out = Path(args.config)
     else:
         out = Path("runs") / resolve_config_path(args.config).stem
-    result = train(config, out, verbose=not args.quiet, restart=args.restart)
+    result = train(config, out, verbose=not args.quiet, restart=args.restart, faults=Faults.from_env())
     code = _exit_code(result.stopped_by)
     if not DistInfo.from_env().is_main:
         return code
@@ -97,7 +98,7 @@ def _exit_code(stopped_by: str | None) -> int:
 
 def _dry_run(config) -> int:
     from ..nets import count_parameters
-    from ..train.builders import build_components
+    from ..runs.build import build_components
 
     comp = build_components(config, read_speech=False)
     print(config.to_yaml(), end="")

@@ -78,8 +78,8 @@ def run(args) -> int:
         raise ConfigError(f"--out must name a .wav file, got {out}")
 
     from ..audio import log_mel, read_wav, spectrogram_figure, write_wav
-    from ..train import load_run
-    from ..train.inference import vocode
+    from ..runs.inference import vocode
+    from ..runs.loading import load_run
 
     run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
     info = run_.dataset_info

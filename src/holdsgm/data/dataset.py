@@ -6,13 +6,12 @@ expected) for anything a user can get wrong; nothing here raises a bare TypeErro
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
+from .. import checks
 from ..errors import DataError
 from ..mixture import GaussianMixture
 
@@ -82,47 +81,26 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- option checkers
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+# :mod:`holdsgm.checks` with DataError naming the option
 
 
 def check_int(v, name: str, lo: int | None = None, hi: int | None = None) -> int:
     """``v`` as an int in [lo, hi] or DataError (bools and floats are refused)."""
-    if not _is_int(v):
-        raise DataError(f"option {name} must be an integer, got {type(v).__name__} {v!r:.60}")
-    v = int(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise DataError(f"option {name} must be in [{lo}, {hi}], got {v}")
-    return v
+    return checks.check_int(v, f"option {name}", lo, hi, error=DataError)
 
 
 def check_float(v, name: str, lo: float | None = None, hi: float | None = None,
                 open_lo: bool = False, open_hi: bool = False) -> float:
     """``v`` as a finite float in the interval or DataError."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise DataError(f"option {name} must be a number, got {type(v).__name__} {v!r:.60}")
-    v = float(v)
-    bad = not math.isfinite(v)
-    if lo is not None:
-        bad |= v <= lo if open_lo else v < lo
-    if hi is not None:
-        bad |= v >= hi if open_hi else v > hi
-    if bad:
-        lb, rb = ("(" if open_lo else "["), (")" if open_hi else "]")
-        raise DataError(f"option {name} must be a finite number in {lb}{lo}, {hi}{rb}, got {v}")
-    return v
+    return checks.check_float(v, f"option {name}", lo, hi, open_lo, open_hi, error=DataError)
 
 
 def check_bool(v, name: str) -> bool:
-    if not isinstance(v, bool):
-        raise DataError(f"option {name} must be true or false, got {type(v).__name__} {v!r:.60}")
-    return v
+    return checks.check_bool(v, f"option {name}", error=DataError)
 
 
 def check_choice(v, name: str, choices) -> str:
-    if not isinstance(v, str) or v not in choices:
-        raise DataError(f"option {name} must be one of {', '.join(map(str, choices))}; got {v!r:.60}")
-    return v
+    return checks.check_choice(v, f"option {name}", choices, error=DataError)
 
 
 def check_options(options: dict, accepted, source: str) -> None:

@@ -6,16 +6,16 @@ This package is the ground floor of holdsgm: it imports nothing else of the proj
 
 from .base import Kernel, LinearSDE, ReverseProcess, ScoreFn
 from .kernels import JITTER, cholesky, kron_eye, van_loan
-from .langevin import VESDE, VPSDE, Langevin, PhaseSpaceSDE, sde_from_dict
+from .langevin import VESDE, VPSDE, Langevin, PhaseSpaceSDE, sde_dicts_equal, sde_from_dict
 from .oracle import MixtureOracle
-from .posterior import posterior_mean, reference_kernel
+from .posterior import clipped_score, posterior_mean, reference_kernel
 from .presets import PRESETS, make_sde, preset_parameters
 from .schedules import ConstantSchedule, GeometricVarianceSchedule, LinearSchedule, Schedule
 from .subvp import SubVPSDE
 
 __all__ = [
-    "ConstantSchedule", "GeometricVarianceSchedule", "JITTER", "Kernel", "Langevin", "LinearSDE",
+    "ConstantSchedule", "GeometricVarianceSchedule", "JITTER", "Kernel", "Langevin", "LinearSDE", "clipped_score",
     "LinearSchedule", "MixtureOracle", "PRESETS", "PhaseSpaceSDE", "ReverseProcess", "Schedule", "ScoreFn",
     "SubVPSDE", "VESDE", "VPSDE", "cholesky", "kron_eye", "make_sde", "posterior_mean", "preset_parameters",
-    "reference_kernel", "sde_from_dict", "van_loan",
+    "reference_kernel", "sde_dicts_equal", "sde_from_dict", "van_loan",
 ]

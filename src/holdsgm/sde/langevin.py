@@ -407,3 +407,14 @@ def sde_from_dict(d: dict):
     if kind == "subvp":
         return SubVPSDE(**d)
     raise ValueError(f"unknown SDE kind {kind!r}")
+
+
+def sde_dicts_equal(a: dict, b: dict, rel: float = 1e-12) -> bool:
+    """Equality of two SDE dicts, numbers compared to a relative tolerance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(sde_dicts_equal(a[k], b[k], rel) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(sde_dicts_equal(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
+    return a == b

@@ -50,12 +50,35 @@ def _reference_kernel(sde: LinearSDE, t: Tensor, ref_var: float):
     return 1.0 / chol[..., -1, -1], a, kappa, chol
 
 
-def posterior_mean(sde: LinearSDE, u: Tensor, t, score: Tensor, ref_var: float = 0.0) -> Tensor:
-    """E[x0 | u_t] from the last component's score (with ``ref_var`` > 0: the mean of the N(m, ref_var)
-    data law that would explain this score)."""
+def _tweedie_terms(sde: LinearSDE, u: Tensor, t, like: Tensor, ref_var: float = 0.0):
+    """(a_t^T u, ell_t, kappa_t), the last two broadcastable against ``like`` (a data-shaped tensor)."""
     t = sde._batch_time(t, u)
     ell, a, kappa, _ = reference_kernel(sde, t, ref_var)
     comps = torch.stack(sde.components(u), dim=1)  # (B, n, C, ...)
     shape = (u.shape[0], sde.order, *([1] * (comps.dim() - 2)))
     au = (a.to(u.dtype).reshape(shape) * comps).sum(1)
-    return (au + score / sde._per_sample(ell, score)) / sde._per_sample(kappa, score)
+    return au, sde._per_sample(ell, like), sde._per_sample(kappa, like)
+
+
+def posterior_mean(sde: LinearSDE, u: Tensor, t, score: Tensor, ref_var: float = 0.0) -> Tensor:
+    """E[x0 | u_t] from the last component's score (with ``ref_var`` > 0: the mean of the N(m, ref_var)
+    data law that would explain this score)."""
+    au, ell, kappa = _tweedie_terms(sde, u, t, score, ref_var)
+    return (au + score / ell) / kappa
+
+
+def clipped_score(score_fn, sde: LinearSDE, bound):
+    """``score_fn`` with its data prediction clipped to ``[-bound, bound]`` (DDPM's ``clip_denoised``; Ho
+    et al. 2020): the score ``s = -ell_t (a_t^T u - kappa_t xhat)`` is returned with ``xhat`` =
+    :func:`posterior_mean` replaced by ``clamp(xhat, -bound, bound)``. Unchanged where the prediction lies
+    inside (E[x0 | u_t] lies in the data's convex hull); at high noise (``kappa_T ~ 0.01``) it stops a small
+    error of the network from becoming a 100x larger error of the data prediction. ``bound`` broadcasts
+    against the data component (a number, or per sample / per position)."""
+
+    def score(u: Tensor, t: Tensor) -> Tensor:
+        s = score_fn(u, t)
+        au, ell, kappa = _tweedie_terms(sde, u, t, s)
+        xhat = (au + s / ell) / kappa
+        return -ell * (au - kappa * torch.clamp(xhat, -bound, bound))
+
+    return score

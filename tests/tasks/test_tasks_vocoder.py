@@ -9,11 +9,13 @@ import torch
 
 from holdsgm.audio import PriorGradNet, l2_loss, log_mel, max_frame_energy, mrstft_loss, random_segments
 from holdsgm.cli.main import main
+from holdsgm.engine import load_checkpoint
 from holdsgm.errors import CheckpointError, ConfigError
+from holdsgm.runs import load_config, load_run, make_engine, train
+from holdsgm.runs.build import load_split
+from holdsgm.runs.inference import vocode, vocoder_defaults
 from holdsgm.samplers import PerSampleNoise
-from holdsgm.train import Trainer, load_checkpoint, load_config, load_run, train
-from holdsgm.train.builders import load_split
-from holdsgm.train.inference import vocode, vocoder_defaults, vocoder_sample, vocoder_times
+from holdsgm.tasks import vocoder_sample, vocoder_times
 
 TINY = ["model.residual_channels=6", "model.layers=3", "model.dilation_cycle=3", "model.cond_channels=4",
         "model.emb_dim=16", "data.segment_frames=6", "train.batch_size=2", "train.log_every=1",
@@ -78,9 +80,10 @@ def test_priorgrad_whitens_the_state(corpus_dir, tmp_path, hold_run):
     assert sigma.shape == (2, 1, 6 * 256) and 0.1 <= float(sigma.min()) and float(sigma.max()) <= 1
     torch.testing.assert_close(seen["u"], u * sigma)
 
-    trainer = Trainer(tiny(corpus_dir, "vocoder-hold", steps=1), tmp_path / "pg", verbose=False)
+    trainer = make_engine(tiny(corpus_dir, "vocoder-hold", steps=1), tmp_path / "pg", verbose=False)
     try:
-        assert trainer.priorgrad is not None and trainer.priorgrad.energy_max == pytest.approx(pg.energy_max)
+        pg_net = trainer.task.eps_model(trainer.forward).net  # the task's PriorGrad wrapper of the network
+        assert pg_net.energy_max == pytest.approx(pg.energy_max)
     finally:
         trainer.close()
 
@@ -136,12 +139,12 @@ def test_stage_two_run_starts_from_stage_one_and_sets_the_vocoder_defaults(hold_
     s2 = ["stage2.enabled=true", f"stage2.init={hold_run}", "stage2.nfe=3", "train.lr=1e-3"]
     cfg = tiny(corpus_dir, "vocoder-hold-stage2", *s2, steps=2)
     assert cfg.stage2.sampler == "exp1" and cfg.stage2.grid == "edm"
-    trainer = Trainer(cfg, tmp_path / "s2", verbose=False)
+    trainer = make_engine(cfg, tmp_path / "s2", verbose=False)
     try:
         init = load_checkpoint(hold_run)
         for k, v in trainer.ema.model.state_dict().items():  # starts from the stage-one EMA weights
             torch.testing.assert_close(v, init.ema[k])
-        assert trainer.stage2_origin["init_step"] == 4
+        assert trainer.task.origin["init_step"] == 4
         result = trainer.fit()
     finally:
         trainer.close()
@@ -213,7 +216,7 @@ def test_vocode_cli_writes_wav_of_the_right_length_and_rate(hold_run, corpus_dir
 def test_speech_config_errors_name_the_key(corpus_dir, overrides, needle):
     if needle is None:
         cfg = tiny(corpus_dir, "vocoder-hold", *overrides)
-        from holdsgm.train.builders import build_components
+        from holdsgm.runs.build import build_components
 
         with pytest.raises(ConfigError, match="model.hop"):
             build_components(cfg)
@@ -233,9 +236,8 @@ def test_conditioning_needs_speech():
 
 @pytest.mark.parametrize("name", ["vp", "cld", "hold"])
 def test_clipped_score_clips_the_data_prediction_only(name):
-    from holdsgm.sde import make_sde
+    from holdsgm.sde import clipped_score, make_sde
     from holdsgm.sde.posterior import posterior_mean
-    from holdsgm.train.inference import clipped_score
 
     sde = make_sde(name)
     g = torch.Generator().manual_seed(0)

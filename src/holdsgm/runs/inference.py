@@ -3,7 +3,6 @@ uses seed ``seed + i``, so a sample does not depend on the batch size or on the 
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 
@@ -11,7 +10,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .checkpoint import LoadedRun
+from ..sde import clipped_score
+from ..tasks import vocoder_sample
+from .loading import LoadedRun
 
 
 @dataclass
@@ -150,121 +151,6 @@ def generate(
 
 
 # ---------------------------------------------------------------------- the vocoder (speech runs)
-def _vocoder_spec(sampler: str, grid: str, sde=None, nfe: int | None = None) -> tuple[str, dict, str]:
-    """(name, sampler options, grid) of a sampler spec for the vocoder (ConfigError on a bad spec; 'auto':
-    the default for ``sde`` at ``nfe``). The stop options (``eps``, ``sigma_min``) do not apply: the
-    vocoder's last evaluation is its output."""
-    from ..samplers import AUTO, check_sampler, default_sampler
-
-    try:
-        name, opts = check_sampler(sampler)
-    except ValueError as e:
-        raise ConfigError(f"sampler: {e}") from None
-    if name == AUTO:
-        name = default_sampler(sde, nfe)
-    grid = opts.pop("grid", grid)
-    for key in ("eps", "sigma_min", "rho"):
-        opts.pop(key, None)
-    return name, opts, grid
-
-
-def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int | None]:
-    """(ts, steps) of a vocoder pass with ``nfe`` score evaluations: ``steps = (nfe - 1) // e`` steps of
-    ``sampler`` (a name or spec; ``e`` evaluations per step) on the first ``steps + 1`` times
-    ``T = t_0 > ... > t_steps`` of the ``grid`` with ``steps + 1`` intervals, then one evaluation at
-    ``t_steps`` whose data prediction is the output. Dropping the grid's last point (``eps``) spends no
-    evaluation where the state is already clean: the last step's mean is the data prediction (for
-    ``nfe = 1``: at ``T``). The adaptive ``ode`` integrates from T to the default stop (noise level
-    :data:`~holdsgm.samplers.DEFAULT_SIGMA_MIN`) with its own steps: ``steps`` is None then."""
-    from ..samplers import DEFAULT_SIGMA_MIN, SAMPLERS, evals_per_step
-    from ..samplers.grids import time_at_noise_level
-
-    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
-        raise ConfigError(f"nfe must be a positive integer, got {nfe!r}")
-    name, opts, grid = _vocoder_spec(sampler, grid, sde, nfe)
-    if not SAMPLERS[name].evals_per_step:
-        return torch.tensor([sde.T, time_at_noise_level(sde, DEFAULT_SIGMA_MIN)], dtype=torch.float64), None
-    steps = (nfe - 1) // evals_per_step(name, **opts)
-    return _grid(sde, grid, steps + 1)[:-1].clone(), steps
-
-
-@functools.lru_cache(maxsize=32)
-def _grid(sde, grid: str, steps: int) -> Tensor:
-    """:func:`~holdsgm.samplers.grids.sde_time_grid`, cached per SDE object (the kernel grids solve for their
-    times by bisection, ~0.3 s for HOLD: too slow to repeat at every stage-two step)."""
-    from ..samplers.grids import sde_time_grid
-
-    return sde_time_grid(sde, grid, steps)
-
-
-def clipped_score(score_fn, sde, bound: Tensor):
-    """``score_fn`` with its data prediction clipped to ``[-bound, bound]`` (DDPM's ``clip_denoised``; Ho
-    et al. 2020): with ``eps_n = a_t^T u - kappa_t x0`` (:mod:`holdsgm.sde.posterior`), the score
-    ``s = -ell_t (a_t^T u - kappa_t xhat)`` is returned with ``xhat`` replaced by ``clamp(xhat, -bound, bound)``.
-    Unchanged where the prediction lies inside; at high noise (``kappa_T ~ 0.01``) it stops a small error
-    of the network from becoming a 100x larger error of the few-step sampler's first data prediction.
-    ``bound`` broadcasts against the data component (a number, or per sample / per position)."""
-    from ..sde.posterior import reference_kernel
-
-    def score(u: Tensor, t: Tensor) -> Tensor:
-        s = score_fn(u, t)
-        tt = sde._batch_time(t, u)
-        ell, a, kappa, _ = reference_kernel(sde, tt[:1] if bool((tt == tt[0]).all()) else tt)
-        comps = torch.stack(sde.components(u), dim=1)
-        au = (a.to(u.dtype).reshape(-1, sde.order, *([1] * (comps.dim() - 2))) * comps).sum(1)
-        ell, kappa = sde._per_sample(ell, s), sde._per_sample(kappa, s)
-        xhat = (au + s / ell) / kappa
-        return -ell * (au - kappa * torch.clamp(xhat, -bound, bound))
-
-    return score
-
-
-def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: str = "exp1", grid: str = "edm",
-                   noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0,
-                   counter=None) -> Tensor:
-    """Waveforms (B, 1, frames * hop) for log-mels ``mel`` (B, n_mels, frames) with at most ``nfe``
-    score evaluations (see :func:`vocoder_times`): u_T from the prior, the sampler's steps without
-    gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
-    of the last evaluation, with gradients when ``grad`` (stage two's loss; Lay et al. 2023). For a
-    PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
-    ``u / sigma`` and the output is multiplied back by ``sigma``. ``noise``: as in
-    :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
-    the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
-    waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
-    its gradient everywhere; :func:`vocode` clips the finished wave). ``counter``: an object whose
-    ``update(1)`` is called at every score evaluation (e.g. a :func:`holdsgm.progress.progress` bar)."""
-    from ..audio import PriorGradNet
-    from ..samplers import SAMPLERS
-    from ..samplers.noise import as_noise
-    from ..sde.posterior import posterior_mean
-
-    net = eps_model.net
-    if mel.dim() != 3:
-        raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
-    name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
-    ts, steps = vocoder_times(sde, nfe, sampler, grid)
-    noise = as_noise(noise)
-    b = mel.shape[0]
-    u = sde.prior_sample((b, 1, mel.shape[-1] * hop), noise=noise, dtype=mel.dtype, device=mel.device)
-    score_fn = eps_model.with_condition(mel)
-    if counter is not None:
-        from ..progress import ticking
-
-        score_fn = ticking(score_fn, counter)
-    sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
-    if steps is None or steps:
-        step_score = score_fn
-        if clip is not None:
-            step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
-        with torch.no_grad():
-            kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
-            u = SAMPLERS[name].fn(step_score, sde, u, ts, denoise=False, **kw, **opts).u
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
-        x = posterior_mean(sde, u, t, score_fn(u, t))
-    return x if sigma is None else x * sigma
-
-
 def vocoder_defaults(run: LoadedRun) -> dict:
     """``{nfe, sampler, grid}`` a run vocodes with by default: stage two's (the K it was fine-tuned for)
     when it is a stage-two run, else its ``sample`` section's."""
@@ -281,7 +167,7 @@ class Vocoded:
     """(frames * hop,) float32 on the CPU."""
     sr: int
     nfe: int
-    """Score evaluations used (at most the NFE asked for; see :func:`vocoder_times`)."""
+    """Score evaluations used (at most the NFE asked for; see :func:`holdsgm.tasks.vocoder_times`)."""
     sampler: str
     grid: str
     seed: int

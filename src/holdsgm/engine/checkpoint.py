@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints and the public loaders :func:`load_checkpoint` and :func:`load_run`.
+"""Crash-safe checkpoint files: writing, verifying, finding, pruning and reading them (the loaders of a
+trained run, which build its network and SDE from a checkpoint, are :mod:`holdsgm.runs.loading`).
 
 A checkpoint is a folder ``RUN/checkpoints/ckpt-<step:08d>/`` holding
 
@@ -25,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from . import faults
+from ..files import atomic_write, fsync_dir
 
 log = logging.getLogger("holdsgm.train")
 
@@ -49,43 +51,11 @@ _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 # ---------------------------------------------------------------------- atomic files
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of ``data``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            half = len(data) // 2
-            f.write(data[:half])
-            if os.environ.get(faults.KILL_AT) or os.environ.get(faults.CKPT_SLEEP):
-                f.flush()
-                faults.ckpt_sleep()
-                faults.reached(f"ckpt:{path.name}:partial")
-            f.write(data[half:])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    faults.reached(f"ckpt:{path.name}:written")
+def _checkpoint_hook(name: str, hooks) -> Callable[[str], None] | None:
+    """The crash-safety tests' hook for one checkpoint file (None outside those tests)."""
+    if hooks is None:
+        return None
+    return lambda point: hooks.checkpoint_file(name, point)
 
 
 def _sha256(path: Path) -> str:
@@ -116,13 +86,14 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CKPT_DIR / f"ckpt-{step:08d}"
 
 
-def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, state: dict) -> Path:
+def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, state: dict, hooks=None) -> Path:
     """Write checkpoint ``step`` of ``run_dir`` (see the module docstring), verify it, and return its folder.
 
     If a complete checkpoint of this step already exists it is kept as it is (re-writing it in place
     would leave no valid copy if the process died half-way). A folder of this step that does not verify
     (an interrupted write, or damage) is replaced only after the new checkpoint is written and verified
-    beside it, so nothing is lost if this process dies at any moment.
+    beside it, so nothing is lost if this process dies at any moment. ``hooks``: the crash-safety tests'
+    fault points (:class:`~holdsgm.engine.faults.Faults`), None otherwise.
     """
     path = checkpoint_dir(Path(run_dir), step)
     target, old = path, None
@@ -144,8 +115,9 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
         STATE_FILE: _torch_bytes(state),
     }
     for name, data in blobs.items():
-        atomic_write(target / name, data)
-    faults.reached("ckpt:before-manifest")
+        atomic_write(target / name, data, _checkpoint_hook(name, hooks))
+    if hooks is not None:
+        hooks.reached("ckpt:before-manifest")
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -156,15 +128,16 @@ def save_checkpoint(run_dir, step: int, model_state: dict, ema_state: dict, stat
             for name, data in blobs.items()
         },
     }
-    atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write(target / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode(), _checkpoint_hook(MANIFEST, hooks))
     verify_checkpoint(target)  # read back: what is on disk is what was meant
     if old is not None:  # swap the verified new folder in, then drop the one it replaces
         aside = old.with_name(f".{old.name}.replaced-{os.getpid()}")
         os.replace(old, aside)
         os.replace(target, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         shutil.rmtree(aside, ignore_errors=True)
-    faults.reached("ckpt:done")
+    if hooks is not None:
+        hooks.reached("ckpt:done")
     return path
 
 
@@ -203,7 +176,7 @@ def prune_checkpoints(run_dir, keep: int, newest: Path) -> list[Path]:
     for p in doomed:
         try:
             (p / MANIFEST).unlink(missing_ok=True)
-            _fsync_dir(p)
+            fsync_dir(p)
             shutil.rmtree(p)
         except OSError as e:  # pragma: no cover - e.g. a read-only copy
             log.warning("could not remove old checkpoint %s: %s", p, e)
@@ -417,162 +390,3 @@ def load_weights_into(net: nn.Module, weights: dict[str, torch.Tensor], source) 
             )
         raise CheckpointError(f"{source} holds weights of another architecture: {'; '.join(parts)}")
     net.load_state_dict(weights, strict=True)
-
-
-# ---------------------------------------------------------------------- a trained run, ready to use
-
-
-@dataclass
-class DatasetInfo:
-    """What a trained model knows of its data: shape, classes, quantisation, true density if known."""
-
-    name: str
-    data_shape: tuple[int, ...]
-    n_classes: int = 0
-    n_bins: int | None = None
-    data_range: tuple[float, float] | None = None
-    mixture: Any = None  # holdsgm.mixture.GaussianMixture or None
-    data_var: float = 1.0
-    n_train: int = 0
-    data_bound: float | None = None
-    """The largest |x| of the training data (vectors; images have ``data_range``): the posterior mean
-    E[x0 | u_t] lies in the data's convex hull, so samplers clip their data predictions to it."""
-    audio: dict | None = None
-    """Speech data only: the features the network was conditioned on (``sr``, ``hop``, ``n_fft``,
-    ``n_mels``, ``fmin``, ``fmax``), the training ``segment_frames``, the training audio's ``seconds``
-    and PriorGrad's ``energy_max`` (None without PriorGrad)."""
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.data_shape) == 3
-
-    @property
-    def is_speech(self) -> bool:
-        return self.audio is not None
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "data_shape": list(self.data_shape),
-            "n_classes": self.n_classes,
-            "n_bins": self.n_bins,
-            "data_range": None if self.data_range is None else list(self.data_range),
-            "mixture": None if self.mixture is None else self.mixture.to_dict(),
-            "data_var": self.data_var,
-            "n_train": self.n_train,
-            "data_bound": self.data_bound,
-            "audio": None if self.audio is None else dict(self.audio),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DatasetInfo:
-        from ..mixture import GaussianMixture
-
-        return cls(
-            name=str(d["name"]),
-            data_shape=tuple(int(s) for s in d["data_shape"]),
-            n_classes=int(d.get("n_classes") or 0),
-            n_bins=d.get("n_bins"),
-            data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
-            mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
-            data_var=float(d.get("data_var", 1.0)),
-            n_train=int(d.get("n_train", 0)),
-            data_bound=None if d.get("data_bound") is None else float(d["data_bound"]),
-            audio=None if d.get("audio") is None else dict(d["audio"]),
-        )
-
-    @property
-    def clip_bound(self) -> float | None:
-        """Where a sampler's data prediction is clipped: the data range of images, the largest |x| of the
-        training vectors (None when unknown: runs written before it was recorded, and speech)."""
-        if self.data_range is not None:
-            return max(abs(self.data_range[0]), abs(self.data_range[1]))
-        return self.data_bound
-
-
-@dataclass
-class LoadedRun:
-    """A trained model ready for sampling and likelihoods (see :func:`load_run`)."""
-
-    net: nn.Module
-    eps_model: Any  # holdsgm.losses.EpsModel
-    sde: Any  # holdsgm.sde.LinearSDE
-    config: Any  # holdsgm.train.config.Config
-    step: int
-    dataset_info: DatasetInfo
-    path: Path
-    which: str = "ema"
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-
-def sde_dicts_equal(a: dict, b: dict, rel: float = 1e-12) -> bool:
-    """Equality of two SDE dicts, numbers compared to a relative tolerance."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(sde_dicts_equal(a[k], b[k], rel) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(sde_dicts_equal(x, y, rel) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
-    return a == b
-
-
-def build_from_state(state: dict, source) -> tuple[nn.Module, Any, Any]:
-    """(network, sde, config) described by a checkpoint state; CheckpointError when inconsistent."""
-    from ..errors import HoldsgmError
-    from ..nets import build_network
-    from ..sde import sde_from_dict
-    from .config import Config
-
-    try:
-        config = Config.from_dict(state["config"])
-        net_desc = state["network"]
-        net = build_network(net_desc["kind"], **net_desc["config"])
-        sde = sde_from_dict(state["sde"])
-    except KeyError as e:
-        raise CheckpointError(
-            f"{source} lacks {e.args[0]!r}; it is not a complete holdsgm checkpoint"
-        ) from None
-    except (HoldsgmError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{source} describes an invalid model: {' '.join(str(e).split())}") from None
-    want = config.sde.build().to_dict()
-    if not sde_dicts_equal(want, sde.to_dict()):
-        raise CheckpointError(
-            f"{source} was trained with SDE {sde.to_dict()} but its config specifies {want}"
-        )
-    return net, sde, config
-
-
-def load_run(run_dir, which: str = "ema", device="cpu") -> LoadedRun:
-    """Load a trained run (its newest valid checkpoint, or a given checkpoint folder) for inference.
-
-    Args:
-        run_dir: a run folder (``holdsgm train --out RUN``) or one checkpoint folder.
-        which: ``'ema'`` (the averaged weights, what samples should use) or ``'model'`` (raw weights).
-        device: where to put the network.
-
-    Returns a :class:`LoadedRun` whose ``eps_model`` (an :class:`holdsgm.losses.EpsModel`) gives the
-    score for samplers and likelihoods. The network is in eval mode with gradients disabled. For a
-    PriorGrad vocoder the score is that of the whitened state ``u / sigma``
-    (:class:`holdsgm.audio.PriorGradNet`; :func:`holdsgm.train.inference.vocode` handles it).
-    """
-    from ..losses import EpsModel
-
-    if which not in ("ema", "model"):
-        raise ValueError(f"which must be 'ema' or 'model', got {which!r}")
-    ck = load_checkpoint(run_dir)
-    src = ck.path / STATE_FILE
-    net, sde, config = build_from_state(ck.state, src)
-    load_weights_into(net, ck.ema if which == "ema" else ck.model, ck.path / WEIGHT_FILES[which])
-    net.to(device).eval().requires_grad_(False)
-    info = DatasetInfo.from_dict(ck.state["dataset"])
-    em = ck.state.get("eps_model", {})
-    from .builders import conditioned_network
-
-    eps_model = EpsModel(
-        conditioned_network(net, config, info), sde, mixed=bool(em.get("mixed", False)),
-        data_var=float(em.get("data_var", 1.0))
-    )
-    return LoadedRun(net, eps_model, sde, config, ck.step, info, ck.path, which)

@@ -10,11 +10,13 @@ import shutil
 import pytest
 import torch
 
+from holdsgm.engine import find_checkpoint, load_checkpoint, verify_checkpoint
+from holdsgm.engine.checkpoint import MANIFEST
 from holdsgm.errors import CheckpointError
+from holdsgm.files import atomic_write
 from holdsgm.losses import EpsModel
-from holdsgm.train import Trainer, find_checkpoint, load_checkpoint, load_run, verify_checkpoint
-from holdsgm.train import train as train_run
-from holdsgm.train.checkpoint import MANIFEST, atomic_write
+from holdsgm.runs import load_run, make_engine
+from holdsgm.runs import train as train_run
 from run_helpers import tiny_config
 
 
@@ -132,14 +134,14 @@ def test_run_folder_skips_incomplete_and_corrupt_with_warning(run_copy, caplog):
 
 def test_resume_with_another_architecture_is_refused(run_copy):
     with pytest.raises(CheckpointError, match="another architecture.*shape mismatch"):
-        Trainer(tiny_config("model.hidden=32", steps=20), run_copy, verbose=False)
+        make_engine(tiny_config("model.hidden=32", steps=20), run_copy, verbose=False)
 
 
 def test_resume_with_another_sde_is_refused(run_copy):
     with pytest.raises(CheckpointError, match="another SDE"):
-        Trainer(tiny_config("sde.name=cld", steps=20), run_copy, verbose=False)
+        make_engine(tiny_config("sde.name=cld", steps=20), run_copy, verbose=False)
     with pytest.raises(CheckpointError, match="another SDE"):
-        Trainer(tiny_config("sde.T=4", steps=20), run_copy, verbose=False)
+        make_engine(tiny_config("sde.T=4", steps=20), run_copy, verbose=False)
 
 
 def test_checkpoint_whose_sde_disagrees_with_its_config(run_copy):
@@ -200,7 +202,7 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("holdsgm.train.checkpoint.os.replace", boom)
+    monkeypatch.setattr("holdsgm.files.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         atomic_write(f, b"new content")
     assert f.read_bytes() == b"old"
@@ -223,7 +225,7 @@ def test_unloadable_checkpoints_are_never_overwritten_or_pruned(run_copy, caplog
     """The data-loss bug: every checkpoint lacking its manifest made train start over from step 0, and its
     rotation then deleted them. Now train stops with a recovery hint and changes nothing; --restart moves
     them aside and starts over; nothing is ever deleted."""
-    from holdsgm.train.checkpoint import list_checkpoints
+    from holdsgm.engine import list_checkpoints
 
     steps = [s for s, _ in list_checkpoints(run_copy)]
     weights = {s: (p / "model.safetensors").read_bytes() for s, p in list_checkpoints(run_copy)}
@@ -251,7 +253,7 @@ def test_rotation_removes_only_verified_checkpoints(run_copy, caplog):
     the valid ones rotate as keep_checkpoints says."""
     import logging
 
-    from holdsgm.train.checkpoint import list_checkpoints
+    from holdsgm.engine import list_checkpoints
 
     f = _ckpt(run_copy, 5) / "state.pt"
     f.write_bytes(f.read_bytes()[:-10])  # truncated: no longer matches its manifest
@@ -265,7 +267,7 @@ def test_rotation_removes_only_verified_checkpoints(run_copy, caplog):
 def test_an_interrupted_write_is_replaced_only_after_the_new_one_verifies(run_copy):
     """A folder of the step being written that does not verify (killed before its manifest) is replaced
     by the re-created checkpoint, which is written and verified beside it first."""
-    from holdsgm.train.checkpoint import save_checkpoint, verify_checkpoint
+    from holdsgm.engine import save_checkpoint, verify_checkpoint
 
     folder = _ckpt(run_copy, 10)
     ck = load_checkpoint(folder)

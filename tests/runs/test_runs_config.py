@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from holdsgm.errors import ConfigError
-from holdsgm.train import Config, load_config, preset_names
-from holdsgm.train.config import SECTIONS, apply_overrides, parse_value
+from holdsgm.runs import Config, load_config, preset_names
+from holdsgm.runs.config import SECTIONS, apply_overrides, parse_value
 from run_helpers import CONFIGS
 
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
@@ -234,7 +234,7 @@ def test_null_removes_an_option_a_preset_set(tmp_path):
     assert "n" not in cfg.data.options and cfg.sde.build().T == 5.0  # the preset's own T
     pts = tmp_path / "points.npy"
     np.save(pts, np.random.default_rng(0).normal(size=(300, 2)).astype("float32"))
-    from holdsgm.train.builders import load_split
+    from holdsgm.runs.build import load_split
 
     for extra in ([], ["data.n=null", "data.seed=null"]):  # the toy preset's n and seed apply to a file too
         cfg = load_config("toy-hold", [f"data.name={pts}", *extra])
@@ -246,7 +246,7 @@ def test_train_on_all_data_or_on_a_heldout_file(tmp_path, caplog):
 
     import numpy as np
 
-    from holdsgm.train.builders import load_split
+    from holdsgm.runs.build import load_split
 
     pts, held = tmp_path / "points.npy", tmp_path / "held.npy"
     np.save(pts, np.zeros((50, 2), dtype="float32"))
@@ -267,7 +267,7 @@ def test_train_on_all_data_or_on_a_heldout_file(tmp_path, caplog):
 
 def test_config_reference_is_complete_and_docs_are_current():
     """Every key has a meaning, and docs/config.md is what `holdsgm config --markdown` writes."""
-    from holdsgm.train.reference import markdown, reference, undocumented
+    from holdsgm.runs.reference import markdown, reference, undocumented
     from run_helpers import REPO
 
     assert undocumented() == []

@@ -22,8 +22,8 @@ from ..data import Dataset
 from ..errors import ConfigError
 from ..progress import progress as progress_bar
 from ..progress import ticking
-from .builders import load_split
-from .checkpoint import LoadedRun
+from .build import load_split
+from .loading import LoadedRun
 from .inference import class_labels, generate
 
 

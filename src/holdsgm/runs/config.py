@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ from typing import Any
 
 import yaml
 
+from .. import checks
 from ..errors import ConfigError
+from ..files import atomic_write
 
 MAX_SEED = 2**63 - 1
 
@@ -89,55 +90,24 @@ def _fail(key: str, v, expected: str) -> ConfigError:
     return ConfigError(f"config key {key}: expected {expected}, got {_type_name(v)} {v!r:.80}")
 
 
+# :mod:`holdsgm.checks` with ConfigError naming the key
 def _int(key: str, v, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
-            v = int(v)  # 1e4 in YAML is a float; accept integral values
-        else:
-            raise _fail(key, v, "an integer")
-    v = int(v)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"config key {key}: must be {rng}, got {v}")
-    return v
+    return checks.check_int(v, f"config key {key}", lo, hi, error=ConfigError, integral_floats=True)
 
 
-def _float(
-    key: str,
-    v,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise _fail(key, v, "a number")
-    v = float(v)
-    bad = not math.isfinite(v)
-    if lo is not None:
-        bad |= v <= lo if lo_open else v < lo
-    if hi is not None:
-        bad |= v >= hi if hi_open else v > hi
-    if bad:
-        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"config key {key}: must be a finite number in {lb}{lo_s}, {hi_s}{rb}, got {v!r}")
-    return v
+def _float(key: str, v, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False) -> float:
+    return checks.check_float(v, f"config key {key}", lo, hi, lo_open, hi_open, error=ConfigError)
 
 
 def _bool(key: str, v) -> bool:
-    if not isinstance(v, bool):
-        raise _fail(key, v, "true or false")
-    return v
+    return checks.check_bool(v, f"config key {key}", error=ConfigError)
 
 
 def _str(key: str, v, choices=None) -> str:
-    if not isinstance(v, str):
-        raise _fail(key, v, "a string" if choices is None else f"one of {', '.join(map(str, choices))}")
-    if choices is not None and v not in choices:
-        raise ConfigError(f"config key {key}: must be one of {', '.join(map(str, choices))}; got {v!r:.80}")
-    return v
+    if choices is None:
+        return checks.check_str(v, f"config key {key}", error=ConfigError)
+    return checks.check_choice(v, f"config key {key}", choices, error=ConfigError)
 
 
 def _mapping(key: str, v) -> dict:
@@ -608,7 +578,7 @@ class Stage2Config:
     predictive one: draw u_T from the prior, take the reverse steps of ``sampler`` on ``grid`` that fit in
     ``nfe`` score evaluations, all but the last without gradients, and compare the last evaluation's data
     prediction E[x0 | u_t] (Tweedie in phase space) with the true waveform:
-    ``l2_weight * L2 + mrstft_weight * MR-STFT`` (see :func:`holdsgm.train.inference.vocoder_sample`).
+    ``l2_weight * L2 + mrstft_weight * MR-STFT`` (see :func:`holdsgm.tasks.vocoder_sample`).
     The run records ``nfe``, ``sampler`` and ``grid``; ``holdsgm vocode`` uses them by default.
     """
 
@@ -885,6 +855,4 @@ def load_config(path=None, overrides=()) -> Config:
 
 def save_config(config: Config, path) -> None:
     """Write ``config`` as YAML, atomically."""
-    from .checkpoint import atomic_write
-
     atomic_write(Path(path), config.to_yaml().encode())

@@ -5,18 +5,12 @@ import math
 import pytest
 import torch
 
+from holdsgm.engine import ema_decay_at, find_checkpoint, list_checkpoints, load_checkpoint, lr_at
+from holdsgm.engine.faults import NAN_AT_STEP, Faults
 from holdsgm.errors import ConfigError, NumericsError
-from holdsgm.train import (
-    Trainer,
-    ema_decay_at,
-    find_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_run,
-    lr_at,
-)
-from holdsgm.train import train as train_run
-from holdsgm.train.faults import NAN_AT_STEP
+from holdsgm.runs import load_run
+from holdsgm.runs import make_engine as Trainer  # noqa: N812 - the engine of a run config
+from holdsgm.runs import train as train_run
 from run_helpers import losses, tiny_config
 
 
@@ -90,18 +84,18 @@ def test_training_times_are_drawn_by_blocks_as_a_pure_function_of_seed_and_step(
     """Times and their kernels come a block of steps at a time (3 steps here): any step, in any order and
     in a fresh trainer, gets the same stratified times and the kernel sde.marginal gives them, and a run
     extended across block boundaries logs exactly as an uninterrupted one."""
-    import holdsgm.train.trainer as trainer_module
+    import holdsgm.tasks.hsm as hsm
 
-    monkeypatch.setattr(trainer_module, "TIME_BLOCK", 96)  # batch 32: 3 steps per block
+    monkeypatch.setattr(hsm, "TIME_BLOCK", 96)  # batch 32: 3 steps per block
     cfg = tiny_config(steps=8)
     a, b = Trainer(cfg, tmp_path / "a", verbose=False), Trainer(cfg, tmp_path / "b", verbose=False)
     try:
-        seq = [a._times(s) for s in range(8)]
+        seq = [a.task.draws.times(s) for s in range(8)]
         for s in (6, 1, 7, 3, 0):
-            t, k = b._times(s)
+            t, k = b.task.draws.times(s)
             assert torch.equal(t, seq[s][0]) and torch.equal(k.phi, seq[s][1].phi)
             assert torch.equal(k.chol, seq[s][1].chol)
-        sde, n = a.sde, cfg.train.batch_size
+        sde, n = a.task.sde, cfg.train.batch_size
         for t, k in seq:
             strata = ((t - sde.eps) / (sde.T - sde.eps) * n).floor().long().sort().values
             assert torch.equal(strata, torch.arange(n))  # one time per 1/n-stratum
@@ -141,10 +135,10 @@ def test_ema_decay_zero_copies_the_model(tmp_path):
     assert any(not torch.equal(ck.model[k], ck.ema[k]) for k in ck.model)
 
 
-def test_nan_batch_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setenv(NAN_AT_STEP, "7")  # the 8th update sees a NaN batch
+def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv(NAN_AT_STEP, "7")  # the 8th update's loss is NaN (the fault hook the CLI builds)
     with pytest.raises(NumericsError) as e:
-        train_run(tiny_config(steps=20), tmp_path / "r", verbose=False)
+        train_run(tiny_config(steps=20), tmp_path / "r", verbose=False, faults=Faults.from_env())
     msg = str(e.value)
     assert "step 8" in msg and "ckpt-00000005" in msg
     assert [s for s, _ in list_checkpoints(tmp_path / "r")] == [5]
@@ -176,8 +170,8 @@ def test_unwritable_run_dir_is_one_line_oserror(tmp_path):
 
 
 def test_class_conditional_unet_with_label_dropout(tmp_path):
-    from holdsgm.train import load_config
-    from holdsgm.train.inference import class_labels, generate
+    from holdsgm.runs import load_config
+    from holdsgm.runs.inference import class_labels, generate
 
     cfg = load_config(
         "digits-hold",
@@ -204,7 +198,7 @@ def test_class_conditional_unet_with_label_dropout(tmp_path):
     gen = generate(run, 4, sampler="sscs", nfe=3, labels=labels, trajectory=2)  # EM diverges at 2 steps of HOLD
     assert gen.x.shape == (4, 1, 8, 8) and torch.isfinite(gen.x).all()
     assert gen.traj.shape == (3, 2, 3, 8, 8) and gen.traj_times[0] == run.sde.T
-    from holdsgm.train.figures import image_grid_figure, trajectory_figure
+    from holdsgm.runs.figures import image_grid_figure, trajectory_figure
 
     assert trajectory_figure(gen.traj_times, gen.traj, 3, tmp_path / "traj.png").stat().st_size > 0
     assert image_grid_figure(gen.x, tmp_path / "grid.png").stat().st_size > 0
@@ -213,8 +207,8 @@ def test_class_conditional_unet_with_label_dropout(tmp_path):
 
 
 def test_mlp_on_images_is_a_config_error(tmp_path):
-    from holdsgm.train import load_config
-    from holdsgm.train.config import Config
+    from holdsgm.runs import load_config
+    from holdsgm.runs.config import Config
 
     d = load_config("digits-hold").to_dict()
     d["model"] = {"kind": "mlp"}
@@ -290,20 +284,23 @@ def test_new_training_options_resume_bit_exactly(tmp_path, extra):
 
 
 def test_random_flip_mirrors_images_and_resumes_exactly(tmp_path):
-    from holdsgm.train import load_config
+    from holdsgm.runs import load_config
 
     small = ["model.channels=8", "model.channel_mult=[1]", "model.num_res_blocks=1", "model.attn_resolutions=[]",
              "model.mid_attention=false", "train.batch_size=8", "train.log_every=1", "train.tensorboard=false",
              "train.warmup_steps=1", "train.ckpt_every=2", "data.random_flip=true"]
     torch.set_num_threads(1)
     trainer = Trainer(load_config("digits-hold", [*small, "train.steps=4"]), tmp_path / "t", verbose=False)
+    task = trainer.task
     try:
-        x0 = trainer.train_x[:8]
-        flipped = trainer._flip(x0, 3)
+        idx = task.sampler.batch_at(3)
+        x0 = task.x.index_select(0, idx)
+        flipped = task.batch(3).x0
         same = [bool(torch.equal(f, x)) for f, x in zip(flipped, x0)]
         mirrored = [bool(torch.equal(f, x.flip(-1))) for f, x in zip(flipped, x0)]
         assert all(s or m for s, m in zip(same, mirrored)) and 0 < sum(mirrored) < 8
-        assert torch.equal(trainer._flip(x0, 3), flipped) and not torch.equal(trainer._flip(x0, 4), flipped)
+        task.random_flip = False
+        assert torch.equal(task.batch(3).x0, x0)  # the flip is the only difference
     finally:
         trainer.close()
     train_run(load_config("digits-hold", [*small, "train.steps=4"]), tmp_path / "ref", verbose=False)
@@ -331,7 +328,7 @@ def test_clipped_data_predictions_keep_a_half_trained_model_in_range(tmp_path):
     far outside the data: a data-prediction sampler then diverges (the range guard stops it). Clipped to
     the training data's range (recorded in the run, DDPM's clip_denoised) it stays in range."""
     from holdsgm.errors import NumericsError
-    from holdsgm.train.inference import generate
+    from holdsgm.runs.inference import generate
 
     train_run(tiny_config("model.hidden=128", "model.depth=3", "data.n=20000", "train.batch_size=512",
                           "train.warmup_steps=100", steps=20), tmp_path / "r", verbose=False)

@@ -1,5 +1,5 @@
-"""From a :class:`~holdsgm.train.config.Config` to data, SDE and network (shared by training, dry runs
-and evaluation)."""
+"""From a :class:`~holdsgm.runs.config.Config` to data, SDE, network and task (shared by training, dry runs
+and evaluation), and :class:`DatasetInfo`, what a trained model knows of its data."""
 
 from __future__ import annotations
 
@@ -12,10 +12,91 @@ from torch import nn
 
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
-from .checkpoint import DatasetInfo
+from ..mixture import GaussianMixture
+from ..tasks import GenerationTask, StageTwoTask, VocoderTask
 from .config import Config, DataConfig
+from .stage2 import stage_one_weights
 
 log = logging.getLogger("holdsgm.train")
+
+
+@dataclass
+class DatasetInfo:
+    """What a trained model knows of its data: shape, classes, quantisation, true density if known."""
+
+    name: str
+    data_shape: tuple[int, ...]
+    n_classes: int = 0
+    n_bins: int | None = None
+    data_range: tuple[float, float] | None = None
+    mixture: GaussianMixture | None = None
+    data_var: float = 1.0
+    n_train: int = 0
+    data_bound: float | None = None
+    """The largest |x| of the training data (vectors; images have ``data_range``): the posterior mean
+    E[x0 | u_t] lies in the data's convex hull, so samplers clip their data predictions to it."""
+    audio: dict | None = None
+    """Speech data only: the features the network was conditioned on (``sr``, ``hop``, ``n_fft``,
+    ``n_mels``, ``fmin``, ``fmax``), the training ``segment_frames``, the training audio's ``seconds``
+    and PriorGrad's ``energy_max`` (None without PriorGrad)."""
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.data_shape) == 3
+
+    @property
+    def is_speech(self) -> bool:
+        return self.audio is not None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "data_shape": list(self.data_shape),
+            "n_classes": self.n_classes,
+            "n_bins": self.n_bins,
+            "data_range": None if self.data_range is None else list(self.data_range),
+            "mixture": None if self.mixture is None else self.mixture.to_dict(),
+            "data_var": self.data_var,
+            "n_train": self.n_train,
+            "data_bound": self.data_bound,
+            "audio": None if self.audio is None else dict(self.audio),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DatasetInfo:
+        return cls(
+            name=str(d["name"]),
+            data_shape=tuple(int(s) for s in d["data_shape"]),
+            n_classes=int(d.get("n_classes") or 0),
+            n_bins=d.get("n_bins"),
+            data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
+            mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
+            data_var=float(d.get("data_var", 1.0)),
+            n_train=int(d.get("n_train", 0)),
+            data_bound=None if d.get("data_bound") is None else float(d["data_bound"]),
+            audio=None if d.get("audio") is None else dict(d["audio"]),
+        )
+
+    @property
+    def clip_bound(self) -> float | None:
+        """Where a sampler's data prediction is clipped: the data range of images, the largest |x| of the
+        training vectors (None when unknown: runs written before it was recorded, and speech)."""
+        if self.data_range is not None:
+            return max(abs(self.data_range[0]), abs(self.data_range[1]))
+        return self.data_bound
+
+
+
+def priorgrad_settings(config: Config, info: DatasetInfo) -> dict | None:
+    """PriorGrad's settings for :func:`holdsgm.tasks.conditioned_network` (None without it)."""
+    if config.model.conditioning != "priorgrad":
+        return None
+    if not (info.audio and info.audio.get("energy_max")):
+        raise ConfigError(f"model.conditioning is priorgrad but the data info of {info.name!r} has no energy_max")
+    return {"energy_max": info.audio["energy_max"], "min_std": config.model.priorgrad_min_std,
+            "hop": info.audio["hop"]}
+
+
 
 
 def load_split(data: DataConfig, split: str = "train"):
@@ -141,19 +222,6 @@ def build_network_for(config: Config, info: DatasetInfo, order: int) -> nn.Modul
     return build_network(config.model.kind, **network_kwargs(config, info, order))
 
 
-def conditioned_network(net: nn.Module, config: Config, info: DatasetInfo) -> nn.Module:
-    """``net`` as the EpsModel should call it: wrapped by :class:`~holdsgm.audio.PriorGradNet` for
-    ``model.conditioning: priorgrad`` (the SDE then runs on ``u / sigma``), else ``net`` itself."""
-    if config.model.conditioning != "priorgrad":
-        return net
-    from ..audio import PriorGradNet
-
-    if not (info.audio and info.audio.get("energy_max")):
-        raise ConfigError(f"model.conditioning is priorgrad but the data info of {info.name!r} has no "
-                          f"energy_max")
-    return PriorGradNet(net, info.audio["energy_max"], config.model.priorgrad_min_std, info.audio["hop"])
-
-
 @dataclass
 class Components:
     """Everything training needs, built from a config (on the CPU)."""
@@ -180,3 +248,22 @@ def build_components(config: Config, seed: int | None = None, *, read_speech: bo
     net = build_network_for(config, info, sde.order)
     data_var = config.model.data_var if config.model.data_var is not None else info.data_var
     return Components(sde, train, info, net, data_var)
+
+
+def build_task(config: Config, comp: Components):
+    """The task of a config (:mod:`holdsgm.tasks`): stage two of a vocoder, a vocoder, or generation."""
+    tc = config.train
+    if config.data.is_speech:
+        speech = dict(speech=comp.train, batch_size=tc.batch_size, seed=tc.seed,
+                      segment_frames=comp.info.audio["segment_frames"], priorgrad=priorgrad_settings(config, comp.info))
+        if config.stage2.enabled:
+            s2 = config.stage2
+            return StageTwoTask(comp.sde, comp.net, hop=comp.info.audio["hop"], nfe=s2.nfe, sampler=s2.sampler,
+                                grid=s2.grid, l2_weight=s2.l2_weight, mrstft_weight=s2.mrstft_weight,
+                                init=lambda: stage_one_weights(config, comp), **speech)
+        return VocoderTask(comp.sde, comp.net, weighting=tc.weighting, stratified=tc.stratified, **speech)
+    train = comp.train
+    return GenerationTask(comp.sde, comp.net, train.x, batch_size=tc.batch_size, seed=tc.seed,
+                          labels=train.y, n_classes=comp.info.n_classes, label_dropout=tc.label_dropout,
+                          random_flip=config.data.random_flip, weighting=tc.weighting, stratified=tc.stratified,
+                          mixed=config.model.mixed_score, data_var=comp.data_var)

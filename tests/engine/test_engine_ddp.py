@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from holdsgm.train import load_checkpoint, load_config
-from holdsgm.train import train as train_run
+from holdsgm.engine import load_checkpoint
+from holdsgm.runs import load_config
+from holdsgm.runs import train as train_run
 from run_helpers import CONFIGS, TINY, cli_env, losses
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from holdsgm.train import EMA, Trainer, load_checkpoint
-from holdsgm.train import trainer as trainer_module
-from holdsgm.train.flat import FlatParameters, join_optimizer_state, split_optimizer_state
+from holdsgm.engine import EMA, load_checkpoint
+from holdsgm.engine import loop as trainer_module
+from holdsgm.engine.flat import FlatParameters, join_optimizer_state, split_optimizer_state
+from holdsgm.runs import make_engine
 from run_helpers import tiny_config
 
 
@@ -147,7 +148,7 @@ def test_checkpoints_hold_per_parameter_optimizer_state_and_resume_across_layout
     """A run written with flat buffers resumes without them (and the reverse) exactly as an uninterrupted
     run continues: AdamW and the EMA are elementwise, so the layout does not change a single weight."""
     cfg = tiny_config("train.grad_clip=0", "train.ckpt_every=3", steps=6)
-    full = Trainer(cfg, tmp_path / "full", verbose=False)
+    full = make_engine(cfg, tmp_path / "full", verbose=False)
     assert full.flat is not None
     shapes = [tuple(p.shape) for p in full._params]
     full.fit()
@@ -162,14 +163,14 @@ def test_checkpoints_hold_per_parameter_optimizer_state_and_resume_across_layout
         with monkeypatch.context() as m:
             if not first_flat:
                 _per_tensor(m)
-            t = Trainer(tiny_config("train.grad_clip=0", "train.ckpt_every=3", steps=3), run, verbose=False)
+            t = make_engine(tiny_config("train.grad_clip=0", "train.ckpt_every=3", steps=3), run, verbose=False)
             assert (t.flat is not None) == first_flat
             t.fit()
             t.close()
         with monkeypatch.context() as m:
             if first_flat:
                 _per_tensor(m)
-            t = Trainer(cfg, run, verbose=False)
+            t = make_engine(cfg, run, verbose=False)
             assert t.resumed_from == 3 and (t.flat is None) == first_flat
             t.fit()
             t.close()

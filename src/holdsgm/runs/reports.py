@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import atomic_write
+
 
 def jsonable(obj):
     """Plain JSON types for numbers/tensors/arrays/paths; non-finite floats become null."""
@@ -39,8 +41,6 @@ def dumps(obj) -> str:
 
 def write_json(path, obj) -> Path:
     """Write ``obj`` as JSON atomically (parent folders created); OSError names the path."""
-    from .checkpoint import atomic_write
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

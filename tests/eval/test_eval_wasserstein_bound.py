@@ -51,7 +51,7 @@ def test_decomposition_with_the_oracle(name):
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    from holdsgm.train import load_config, train
+    from holdsgm.runs import load_config, train
 
     run = tmp_path_factory.mktemp("w2") / "run"
     train(load_config(CONFIGS / "toy-hold.yaml", [*TINY_QUIET, "train.steps=30", "train.keep_checkpoints=5"]), run,

@@ -1,1 +1,0 @@
-"""Benchmarks that need no training: the oracle benchmark (exact mixture score)."""

@@ -1,0 +1,182 @@
+"""The SDE vocoder (mel -> waveform, in the manner of ItoWave): hybrid score matching of speech segments
+conditioned on their log-mel (optionally with PriorGrad's mel-derived noise scale), and the few-step
+vocoder pass that stage two trains through and ``holdsgm vocode`` runs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..engine import derive_seed
+from ..errors import ConfigError
+from ..losses import EpsModel, hsm_loss
+from ..sde.base import LinearSDE
+from .hsm import STREAM_SPEECH, HSMBatch, HSMDraws
+
+
+def conditioned_network(net: nn.Module, priorgrad: dict | None) -> nn.Module:
+    """``net`` as the EpsModel should call it: wrapped by :class:`~holdsgm.audio.PriorGradNet` when
+    ``priorgrad`` (``{"energy_max", "min_std", "hop"}``) is given (the SDE then runs on ``u / sigma``)."""
+    if priorgrad is None:
+        return net
+    from ..audio import PriorGradNet
+
+    return PriorGradNet(net, priorgrad["energy_max"], priorgrad["min_std"], priorgrad["hop"])
+
+
+class SpeechSegments:
+    """This rank's (wave, log-mel) training segments of a step: a pure function of (seed, step)."""
+
+    def __init__(self, speech, batch_size: int, segment_frames: int, seed: int):
+        self.speech, self.batch_size, self.segment_frames, self.seed = speech, batch_size, segment_frames, seed
+        self.rows, self.device = slice(0, batch_size), torch.device("cpu")
+
+    def bind(self, device: torch.device, rows: slice) -> None:
+        self.device, self.rows = device, rows
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
+        from ..audio import random_segments
+
+        wave, mel = random_segments(self.speech, self.batch_size, self.segment_frames,
+                                    seed=derive_seed(self.seed, STREAM_SPEECH, step))
+        return wave[self.rows].to(self.device), mel[self.rows].to(self.device)
+
+
+class VocoderTask:
+    """HSM training of a waveform network conditioned on the log-mel (``speech``: a
+    :class:`~holdsgm.audio.SpeechDataset`; segments of ``segment_frames`` frames). ``priorgrad``: see
+    :func:`conditioned_network`."""
+
+    def __init__(self, sde: LinearSDE, net: nn.Module, speech, *, batch_size: int, seed: int, segment_frames: int,
+                 priorgrad: dict | None = None, weighting: str = "unit", stratified: bool = True):
+        self.sde, self.net, self.priorgrad, self.weighting = sde, net, priorgrad, weighting
+        self.segments = SpeechSegments(speech, batch_size, segment_frames, seed)
+        self.draws = HSMDraws(sde, batch_size, seed, stratified)
+        self.batch_size = batch_size
+        self._eps_model: tuple[nn.Module, EpsModel] | None = None
+
+    def bind(self, device: torch.device, rank: int, world_size: int) -> None:
+        local = self.batch_size // world_size
+        rows = slice(rank * local, (rank + 1) * local)
+        self.segments.bind(device, rows)
+        self.draws.bind(device, rows)
+
+    def eps_model(self, net: nn.Module) -> EpsModel:
+        """The eps/score wrapper of ``net`` (with PriorGrad's scale where it is on), made once per network."""
+        if self._eps_model is None or self._eps_model[0] is not net:
+            self._eps_model = (net, EpsModel(conditioned_network(net, self.priorgrad), self.sde))
+        return self._eps_model[1]
+
+    def batch(self, step: int) -> HSMBatch:
+        x0, mel = self.segments(step)
+        z, _ = self.draws.noise(self.sde.state_shape((1, *x0.shape[1:]))[1:])
+        t, kernel = self.draws.times(step)
+        return HSMBatch(x0, mel, t, z, kernel)
+
+    def split(self, batch: HSMBatch, parts: int) -> list[HSMBatch]:
+        return batch.split(parts)
+
+    def loss(self, batch: HSMBatch, net: nn.Module) -> Tensor:
+        model = self.eps_model(net)
+        x0 = batch.x0 / model.net.std(batch.y) if self.priorgrad is not None else batch.x0  # the SDE on u / sigma
+        return hsm_loss(model.eps, self.sde, x0, t=batch.t, eps=batch.z, weighting=self.weighting, y=batch.y,
+                        reduction="mean", kernel=batch.kernel)
+
+    def init_weights(self) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return self.draws.state_dict()
+
+    def load_state_dict(self, state: dict, step: int) -> None:
+        self.draws.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------- the few-step vocoder pass
+def _vocoder_spec(sampler: str, grid: str, sde=None, nfe: int | None = None) -> tuple[str, dict, str]:
+    """(name, sampler options, grid) of a sampler spec for the vocoder (ConfigError on a bad spec; 'auto':
+    the default for ``sde`` at ``nfe``). The stop options (``eps``, ``sigma_min``) do not apply: the
+    vocoder's last evaluation is its output."""
+    from ..samplers import AUTO, check_sampler, default_sampler
+
+    try:
+        name, opts = check_sampler(sampler)
+    except ValueError as e:
+        raise ConfigError(f"sampler: {e}") from None
+    if name == AUTO:
+        name = default_sampler(sde, nfe)
+    grid = opts.pop("grid", grid)
+    for key in ("eps", "sigma_min", "rho"):
+        opts.pop(key, None)
+    return name, opts, grid
+
+
+def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int | None]:
+    """(ts, steps) of a vocoder pass with ``nfe`` score evaluations: ``steps = (nfe - 1) // e`` steps of
+    ``sampler`` (a name or spec; ``e`` evaluations per step) on the first ``steps + 1`` times
+    ``T = t_0 > ... > t_steps`` of the ``grid`` with ``steps + 1`` intervals, then one evaluation at
+    ``t_steps`` whose data prediction is the output. Dropping the grid's last point (``eps``) spends no
+    evaluation where the state is already clean: the last step's mean is the data prediction (for
+    ``nfe = 1``: at ``T``). The adaptive ``ode`` integrates from T to the default stop (noise level
+    :data:`~holdsgm.samplers.DEFAULT_SIGMA_MIN`) with its own steps: ``steps`` is None then."""
+    from ..samplers import DEFAULT_SIGMA_MIN, SAMPLERS, evals_per_step
+    from ..samplers.grids import time_at_noise_level
+
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ConfigError(f"nfe must be a positive integer, got {nfe!r}")
+    name, opts, grid = _vocoder_spec(sampler, grid, sde, nfe)
+    if not SAMPLERS[name].evals_per_step:
+        return torch.tensor([sde.T, time_at_noise_level(sde, DEFAULT_SIGMA_MIN)], dtype=torch.float64), None
+    steps = (nfe - 1) // evals_per_step(name, **opts)
+    from ..samplers.grids import sde_time_grid
+
+    # memoised on the SDE: the kernel grids solve for their times by bisection (~0.3 s for HOLD), too slow to
+    # repeat at every stage-two step
+    ts = sde.cached(("vocoder-grid", grid, steps + 1), lambda: sde_time_grid(sde, grid, steps + 1))
+    return ts[:-1].clone(), steps
+
+
+def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: str = "exp1", grid: str = "edm",
+                   noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0,
+                   counter=None) -> Tensor:
+    """Waveforms (B, 1, frames * hop) for log-mels ``mel`` (B, n_mels, frames) with at most ``nfe``
+    score evaluations (see :func:`vocoder_times`): u_T from the prior, the sampler's steps without
+    gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
+    of the last evaluation, with gradients when ``grad`` (stage two's loss; Lay et al. 2023). For a
+    PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
+    ``u / sigma`` and the output is multiplied back by ``sigma``. ``noise``: as in
+    :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
+    the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
+    waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
+    its gradient everywhere; :func:`vocode` clips the finished wave). ``counter``: an object whose
+    ``update(1)`` is called at every score evaluation (e.g. a :func:`holdsgm.progress.progress` bar)."""
+    from ..audio import PriorGradNet
+    from ..samplers import SAMPLERS
+    from ..samplers.noise import as_noise
+    from ..sde.posterior import clipped_score, posterior_mean
+
+    net = eps_model.net
+    if mel.dim() != 3:
+        raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
+    name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
+    ts, steps = vocoder_times(sde, nfe, sampler, grid)
+    noise = as_noise(noise)
+    b = mel.shape[0]
+    u = sde.prior_sample((b, 1, mel.shape[-1] * hop), noise=noise, dtype=mel.dtype, device=mel.device)
+    score_fn = eps_model.with_condition(mel)
+    if counter is not None:
+        from ..progress import ticking
+
+        score_fn = ticking(score_fn, counter)
+    sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
+    if steps is None or steps:
+        step_score = score_fn
+        if clip is not None:
+            step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
+        with torch.no_grad():
+            kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
+            u = SAMPLERS[name].fn(step_score, sde, u, ts, denoise=False, **kw, **opts).u
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
+        x = posterior_mean(sde, u, t, score_fn(u, t))
+    return x if sigma is None else x * sigma
