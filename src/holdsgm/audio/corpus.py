@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, HoldsgmError
+from ..files import atomic_write
 from ._deps import require
 from .dataset import METADATA
 
@@ -266,10 +267,8 @@ def build_speech_corpus(out, n: int, seed: int = 0, sr: int = 16000, *, jobs: in
             if progress is not None:
                 progress(k)
     lines = "".join(f"{s.id}|{s.text}|{s.normalized_text}\n" for s in specs)
-    tmp = root / (METADATA + ".tmp")
     try:
-        tmp.write_text(lines, encoding="utf-8")
-        os.replace(tmp, meta)
+        atomic_write(meta, lines.encode("utf-8"))
     except OSError as e:
         raise DataError(f"cannot write {meta}: {e.strerror or e}") from None
     return CorpusSummary(str(root), n, total / sr, time.perf_counter() - t0)

@@ -39,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DataError
+from ..files import atomic_write
 
 RECIPE_VERSION = 1
 CACHE_SUBDIR = "fd_digits"
@@ -342,24 +342,6 @@ def _load_cached(variant: str, settings: dict, train, test, wpath: Path,
     return net, meta
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _save(net: DigitCNN, meta: dict, wpath: Path, jpath: Path) -> dict:
     from safetensors.torch import save as st_save
 
@@ -368,8 +350,9 @@ def _save(net: DigitCNN, meta: dict, wpath: Path, jpath: Path) -> dict:
     # order (hence the file's bytes and SHA-256) would vary from run to run
     blob = st_save(state, metadata={"format": f"{_FORMAT}/{meta['variant']}"})
     meta = dict(meta, weights_sha256=hashlib.sha256(blob).hexdigest(), weights_file=wpath.name)
-    _atomic_write(wpath, blob)
-    _atomic_write(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(wpath, blob)
+    atomic_write(jpath, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return meta
 
 
