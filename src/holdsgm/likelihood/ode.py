@@ -61,7 +61,7 @@ def _divergence(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, t: Tensor, probe: 
             (grad,) = torch.autograd.grad((s * probe).sum(), u)
             div_s = (sde.last(grad) * probe).reshape(b, -1).sum(1)
     d = sde.last(u).reshape(b, -1).shape[1]
-    tt = sde._batch_time(t, u)
+    tt = sde.batch_time(t, u)
     beta = sde.beta(tt).to(u.dtype)
     trace_f = float(torch.trace(sde.F))
     div = beta * trace_f * d - 0.5 * sde.g2(tt).to(u.dtype) * div_s

@@ -59,7 +59,7 @@ class EpsModel:
         self._net_dtype = first.dtype if first is not None and first.is_floating_point() else None
 
     def _time(self, t, u: Tensor) -> Tensor:
-        return self.sde._batch_time(t, u)
+        return self.sde.batch_time(t, u)
 
     def eps(self, u: Tensor, t, y: Tensor | None = None, **net_kwargs) -> Tensor:
         t = self._time(t, u)
@@ -83,7 +83,7 @@ class EpsModel:
         if single is not None:  # one time for the whole batch (samplers): a memoised scalar
             return self.eps(u, t, y, **net_kwargs) * -self.sde.ell_at(single)
         ell = self.sde.marginal(t).ell
-        return -self.sde._per_sample(ell, u) * self.eps(u, t, y, **net_kwargs)
+        return -self.sde.per_sample(ell, u) * self.eps(u, t, y, **net_kwargs)
 
     __call__ = score
 

@@ -201,7 +201,7 @@ def adaptive_ode(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, rtol: floa
 
 # ---------------------------------------------------------------------- splitting (SSCS)
 def _require_stationary(sde: LinearSDE, name: str):
-    if not getattr(sde, "has_stationary_law", False):
+    if not sde.has_stationary_law:
         raise ValueError(f"sampler {name!r} needs an SDE with a stationary law (Langevin family: vp, cld, "
                          f"hold); {sde.name!r} has none")
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -210,10 +209,10 @@ def _psd_factor(P: np.ndarray) -> Tensor:
     return tril_factor(torch.as_tensor(root))
 
 
-@lru_cache(maxsize=64)
-def _plan(key, sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, order: int, multistep: bool,
+def _plan(sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, order: int, multistep: bool,
           corrector: bool = False):
-    """All per-step coefficients for a grid (cached: they depend only on the SDE and the grid)."""
+    """All per-step coefficients for a grid (memoised on the SDE by the caller: they depend only on the SDE
+    and the grid)."""
     coef = _Coefficients(sde, form, eta, ref_var)
     steps = len(ts) - 1
     if multistep:
@@ -308,9 +307,8 @@ def exponential_integrator(score_fn: ScoreFn, sde: LinearSDE, u: Tensor, ts, *, 
     ts = _check_grid(sde, ts)
     noise = as_noise(noise)
     score = _Counted(score_fn)
-    key = repr(sde)
-    plan = _plan(key, sde, tuple(ts.tolist()), form, float(eta), float(ref_var), order, bool(multistep),
-                 bool(corrector))
+    args = (tuple(ts.tolist()), form, float(eta), float(ref_var), order, bool(multistep), bool(corrector))
+    plan = sde.cached(("exponential-plan", *args), lambda: _plan(sde, *args))
 
     if form == "data":
         def value(v: Tensor, t: float) -> Tensor:

@@ -79,19 +79,36 @@ FLAT_APPLY_MAX = 4
 
 
 class LinearSDE:
-    """Abstract linear SDE with noise on the last of n components.
+    """Abstract linear SDE with noise on the last of n components: the contract every loss, sampler and
+    likelihood relies on, and nothing else.
 
-    Subclasses implement :meth:`transition` (the Gaussian kernel between two times) and
-    :meth:`g2` (the diffusion variance rate of the last component); everything else follows.
+    A subclass sets the attributes below and implements :meth:`transition_factor` (the Gaussian kernel
+    between two times, in square-root form) and :meth:`g2` (the diffusion variance rate of the last
+    component); everything else follows. An SDE with a stationary law (the Langevin family: VP, CLD, HOLD)
+    also sets :attr:`L`, :attr:`q`, overrides :attr:`has_stationary_law` and implements :meth:`factor_over`,
+    which the splitting samplers need. Quantities of single times that samplers ask for at every step are
+    memoised on the SDE object itself (:meth:`cached`), never in module-level caches.
     """
 
     name: str = "linear"
+    """The name in reports and checkpoints (a preset's name: vp, cld, hold, ...)."""
     order: int
+    """n, the number of components (x, v, a, ...)."""
     T: float
+    """The time horizon."""
     eps: float
+    """The smallest training time (times are drawn in [eps, T]) and the likelihood ODE's start."""
     schedule: Schedule
-    F: Tensor  # (n, n) float64
+    """beta(t) and its integral B(t)."""
+    F: Tensor
+    """The drift matrix (n, n), float64: du = beta(t) F u dt + ..."""
     aux_var: float
+    """The auxiliaries' initial variance (0 for n = 1)."""
+    q: float
+    """The noise rate of the last component per unit of integrated beta: g(t)^2 = beta(t) q (Langevin family)."""
+    L: float | None = None
+    """The stationary precision: the stationary law is N(0, I / L); None when there is none (VE, sub-VP).
+    (The Cholesky factor of a kernel's covariance is another thing: ``Kernel.chol``, C_t in docs/maths.md.)"""
 
     # ------------------------------------------------------------------ validation
     def _check_common(self) -> None:
@@ -120,6 +137,12 @@ class LinearSDE:
         return lo, hi
 
     # ------------------------------------------------------------------ subclass maths
+    def factor_over(self, b, F: Tensor) -> tuple[Tensor, Tensor]:
+        """(expm(b F), A) for ``du = F u db + sqrt(q) e_n dW`` over ``b`` units of integrated beta, A A^T the
+        noise covariance in square-root form: the exact OU step of the splitting samplers (SDEs with a
+        stationary law only)."""
+        raise NotImplementedError(f"SDE {self.name!r} has no exact OU step (no stationary law)")
+
     def transition_factor(self, s, t) -> tuple[Tensor, Tensor]:
         """(Phi, A) of u_t | u_s for s <= t: u_t = Phi u_s + A w, w ~ N(0, I_m), float64.
 
@@ -268,12 +291,13 @@ class LinearSDE:
         data_shape = tuple(data_shape)
         return (data_shape[0], self.order * data_shape[1], *data_shape[2:])
 
-    def _batch_time(self, t, u: Tensor) -> Tensor:
+    def batch_time(self, t, u: Tensor) -> Tensor:
+        """``t`` (a number, a 0-dim or a (B,) tensor) as a float64 (B,) tensor of per-sample times for ``u``."""
         t = _as_time(t, device=u.device)
         return t.expand(u.shape[0]) if t.dim() == 0 else t
 
     @staticmethod
-    def _per_sample(v: Tensor, u: Tensor) -> Tensor:
+    def per_sample(v: Tensor, u: Tensor) -> Tensor:
         """Broadcast a per-sample (B,) or scalar value against a tensor of any rank."""
         v = v.to(dtype=u.dtype, device=u.device)
         return v.reshape(-1, *([1] * (u.dim() - 1))) if v.dim() else v
@@ -284,8 +308,8 @@ class LinearSDE:
         single = _single_time(t)
         if single is not None:
             return self.apply(self.F, u, key="F") * self.rates(single)[0]
-        t = self._batch_time(t, u)
-        return self._per_sample(self.beta(t), u) * self.apply(self.F, u, key="F")
+        t = self.batch_time(t, u)
+        return self.per_sample(self.beta(t), u) * self.apply(self.F, u, key="F")
 
     def diffusion(self, t) -> Tensor:
         """g(t): the noise scale on the last component (the other components get none)."""
@@ -309,13 +333,13 @@ class LinearSDE:
 
     def mean(self, x0: Tensor, t) -> Tensor:
         """E[u_t | x0] = Phi_t [x0, 0, ...]."""
-        t = self._batch_time(t, x0)
+        t = self.batch_time(t, x0)
         phi = self.marginal(t).phi
         return self.apply(phi, self.join(*([x0] + [torch.zeros_like(x0)] * (self.order - 1))))
 
     def perturb(self, x0: Tensor, t, eps: Tensor, kernel: Kernel | None = None) -> Tensor:
         """u_t = Phi_t [x0, 0..] + L_t eps, with eps ~ N(0, I) of the state's shape."""
-        t = self._batch_time(t, x0)
+        t = self.batch_time(t, x0)
         k = kernel if kernel is not None else self.marginal(t)
         b = x0.shape[0]
         mean = k.phi[..., :, :1].to(dtype=x0.dtype, device=x0.device) * x0.reshape(b, 1, -1)  # Phi [x0, 0..]
@@ -358,8 +382,8 @@ class LinearSDE:
             out = self.apply(self.F, u, key="F") * beta
             self.last_view(out).sub_(score.to(out.dtype), alpha=(0.5 if probability_flow else 1.0) * g2)
             return out
-        t = self._batch_time(t, u)
-        coef = (0.5 if probability_flow else 1.0) * self._per_sample(self.g2(t), score)
+        t = self.batch_time(t, u)
+        coef = (0.5 if probability_flow else 1.0) * self.per_sample(self.g2(t), score)
         return self.drift(u, t) - self.embed_last(coef * score)
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseProcess":
@@ -368,9 +392,12 @@ class LinearSDE:
     # ------------------------------------------------------------------ misc
     @property
     def has_stationary_law(self) -> bool:
+        """Whether the forward SDE has a stationary law N(0, I / L) (then :attr:`L`, :attr:`q` and
+        :meth:`factor_over` are defined, and the splitting samplers apply)."""
         return False
 
     def to_dict(self) -> dict:
+        """A plain dict from which :func:`holdsgm.sde.sde_from_dict` rebuilds this SDE (checkpoints)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -386,7 +413,7 @@ class ReverseProcess:
     probability_flow: bool = False
 
     def drift(self, u: Tensor, t) -> Tensor:
-        t = self.sde._batch_time(t, u)
+        t = self.sde.batch_time(t, u)
         return self.sde.reverse_drift(u, t, self.score_fn(u, t), self.probability_flow)
 
     def diffusion(self, t) -> Tensor:

@@ -52,12 +52,12 @@ def _reference_kernel(sde: LinearSDE, t: Tensor, ref_var: float):
 
 def _tweedie_terms(sde: LinearSDE, u: Tensor, t, like: Tensor, ref_var: float = 0.0):
     """(a_t^T u, ell_t, kappa_t), the last two broadcastable against ``like`` (a data-shaped tensor)."""
-    t = sde._batch_time(t, u)
+    t = sde.batch_time(t, u)
     ell, a, kappa, _ = reference_kernel(sde, t, ref_var)
     comps = torch.stack(sde.components(u), dim=1)  # (B, n, C, ...)
     shape = (u.shape[0], sde.order, *([1] * (comps.dim() - 2)))
     au = (a.to(u.dtype).reshape(shape) * comps).sum(1)
-    return au, sde._per_sample(ell, like), sde._per_sample(kappa, like)
+    return au, sde.per_sample(ell, like), sde.per_sample(kappa, like)
 
 
 def posterior_mean(sde: LinearSDE, u: Tensor, t, score: Tensor, ref_var: float = 0.0) -> Tensor:
