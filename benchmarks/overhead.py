@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from holdsgm.engine.loop import _adamw
+from holdsgm.engine import adamw
 from holdsgm.losses import EpsModel, hsm_loss
 from holdsgm.plotting import pyplot, save_figure
 from holdsgm.runs import load_config
@@ -168,7 +168,7 @@ def training_row(name: str, config, repeats: int, inner: int) -> dict:
             net.zero_grad(set_to_none=True)
             net(u, t).square().mean().backward()
 
-        opt = _adamw(list(net.parameters()), config.train)  # the trainer's optimizer (fused where available)
+        opt = adamw(list(net.parameters()), config.train)  # the trainer's optimizer (fused where available)
 
         def fwd_bwd_adam():
             fwd_bwd()

@@ -29,7 +29,7 @@ class _Lines:
 
     def __init__(self, total: float | None, desc: str, unit: str, interval: float, stream):
         self.total, self.desc, self.unit, self.interval, self.stream = total, desc, unit, interval, stream
-        self.n = 0
+        self.n: float = 0
         self.postfix = ""
         self.start = self.last = time.monotonic()
         self.closed = False

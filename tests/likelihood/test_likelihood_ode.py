@@ -63,8 +63,8 @@ def test_hutchinson_estimate_is_unbiased(name):
 
 
 def test_auxiliary_estimator_has_no_noise_with_the_oracle():
-    """MATH.md: log p(x, aux) - log N(aux) is exact per point for the true score, whatever aux is drawn,
-    while the entropy form log p(x, aux) + H(aux) carries ~sqrt((n-1) d / 2) nats of noise."""
+    """docs/maths.md, section 7: log p(x, aux) - log N(aux) is exact per point for the true score, whatever aux
+    is drawn, while the entropy form log p(x, aux) + H(aux) carries ~sqrt((n-1) d / 2) nats of noise."""
     sde = make_sde("hold")
     mix = GaussianMixture.eight_gaussians()
     orc = MixtureOracle(sde, mix)

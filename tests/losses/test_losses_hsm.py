@@ -40,7 +40,7 @@ def test_hsm_loss_at_oracle_equals_analytic_minimum(name, weighting):
         tt = torch.full((n,), t, dtype=F64)
         x0 = mix.sample(n, generator=g)
         eps = torch.randn(sde.state_shape(x0.shape), generator=g, dtype=F64)
-        loss = hsm_loss(oracle_eps(sde, orc), sde, x0, t=tt, eps=eps, weighting=weighting)
+        loss = hsm_loss(oracle_eps(sde, orc), sde, x0, t=tt, z=eps, weighting=weighting)
         _, covs, _ = orc.params(torch.tensor(t, dtype=F64))
         prec = torch.linalg.inv(covs[0])
         k = sde.marginal(torch.tensor(t, dtype=F64))
@@ -51,7 +51,7 @@ def test_hsm_loss_at_oracle_equals_analytic_minimum(name, weighting):
         se = float(loss.std()) / math.sqrt(n)
         assert float(loss.mean()) == pytest.approx(analytic, abs=4.5 * se), (float(loss.mean()), analytic, se)
         # the minimum is strict: a perturbed predictor does worse by its mean-square error
-        worse = hsm_loss(lambda u, t_: oracle_eps(sde, orc)(u, t_) + 0.1, sde, x0, t=tt, eps=eps,
+        worse = hsm_loss(lambda u, t_: oracle_eps(sde, orc)(u, t_) + 0.1, sde, x0, t=tt, z=eps,
                          weighting=weighting)
         assert float(worse.mean()) > float(loss.mean())
 
@@ -132,8 +132,8 @@ def test_sample_times_rows_and_a_given_kernel():
     x0 = torch.randn(16, 2, dtype=F64)
     eps = torch.randn(16, 6, dtype=F64)
     fn = lambda u, tt: u[:, :2] * tt[:, None]  # noqa: E731
-    plain = hsm_loss(fn, sde, x0, t=t[2], eps=eps)
-    given = hsm_loss(fn, sde, x0, t=t[2], eps=eps, kernel=sde.marginal(t[2]))
+    plain = hsm_loss(fn, sde, x0, t=t[2], z=eps)
+    given = hsm_loss(fn, sde, x0, t=t[2], z=eps, kernel=sde.marginal(t[2]))
     assert torch.equal(plain, given)
 
 

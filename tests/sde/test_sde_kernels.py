@@ -116,7 +116,7 @@ def test_critical_damping_any_order(n):
 
 
 def test_hold_and_cld_presets_and_prior_mismatch():
-    """Constants of MATH.md and its prior-mismatch numbers ||expm(B(T) F)||_2."""
+    """Constants of docs/maths.md (section 2) and its prior-mismatch numbers ||expm(B(T) F)||_2."""
     hold, cld = make_sde("hold"), make_sde("cld")
     assert hold.gamma == pytest.approx((1.0, 2 * math.sqrt(2))) and hold.xi == pytest.approx(3 * math.sqrt(3))
     assert 1 / hold.L == 0.5 and hold.alpha == 0.08 and hold.T == 5.0

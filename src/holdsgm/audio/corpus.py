@@ -20,7 +20,6 @@ espeak-ng is run as a subprocess with an argument list (no shell).
 from __future__ import annotations
 
 import io
-import numbers
 import os
 import random
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_int
 from ..errors import DataError, HoldsgmError
 from ..files import atomic_write
 from ._deps import require
@@ -211,13 +211,6 @@ class CorpusSummary:
         return self.seconds / max(self.wall_seconds, 1e-9)
 
 
-def _check_int(v, name: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise DataError(f"{name} must be an integer {rng}, got {v!r:.60}")
-    return int(v)
-
-
 def build_speech_corpus(out, n: int, seed: int = 0, sr: int = 16000, *, jobs: int = 1,
                         overwrite: bool = False, espeak: str = "espeak-ng", progress=None) -> CorpusSummary:
     """Synthesise ``n`` utterances into ``out`` (LJSpeech layout: ``out/wavs/<id>.wav``, 16-bit PCM mono
@@ -227,10 +220,10 @@ def build_speech_corpus(out, n: int, seed: int = 0, sr: int = 16000, *, jobs: in
     longer listed). ``progress``: optional callable(k) after each utterance.
     HoldsgmError when espeak-ng is missing (saying how to install it), DataError when ``out`` cannot be
     written."""
-    n = _check_int(n, "n", 1, 10**6)
-    seed = _check_int(seed, "seed", 0)
-    sr = _check_int(sr, "sr", 8000, 192000)
-    jobs = _check_int(jobs, "jobs", 1, 64)
+    n = check_int(n, "n", 1, 10**6, error=DataError)
+    seed = check_int(seed, "seed", 0, error=DataError)
+    sr = check_int(sr, "sr", 8000, 192000, error=DataError)
+    jobs = check_int(jobs, "jobs", 1, 64, error=DataError)
     sf = require("soundfile")
     require("soxr")
     exe = find_espeak(espeak)

@@ -22,6 +22,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -217,7 +218,7 @@ def random_segments(dataset: SpeechDataset, batch_size: int, segment_frames: int
             raise DataError(f"{name} must be an integer >= {lo}, got {v!r:.60}")
     if not len(dataset):
         raise DataError("random_segments needs a non-empty dataset")
-    mel_kw = {"n_fft": n_fft, "hop": hop, "n_mels": n_mels, "fmin": fmin, "fmax": fmax}
+    mel_kw: dict[str, Any] = {"n_fft": n_fft, "hop": hop, "n_mels": n_mels, "fmin": fmin, "fmax": fmax}
     rng = np.random.default_rng(seed)
     length = segment_frames * hop
     waves, mels = [], []

@@ -18,7 +18,7 @@ every component of position ``j`` by ``sigma_j`` is exact. Write ``u = sigma * u
 x, v, a, ... of a position multiplied by the same ``sigma_j``) and run the usual SDE on ``u~``:
 
 * forward/perturbation kernel: mean and covariance of ``u~`` as usual with data ``x0 / sigma``; in the
-  original coordinates ``u_t = sigma * (mu_t(x0 / sigma) + L_t z)``, i.e. the noise injected in the last
+  original coordinates ``u_t = sigma * (mu_t(x0 / sigma) + C_t z)``, i.e. the noise injected in the last
   component (and the initial auxiliary variables v0, a0 ~ N(0, ...)) is multiplied by ``sigma``;
 * prior: ``u_T ~ sigma * N(0, Sigma_T)`` (the stationary covariance scaled per position by sigma^2);
 * network target: the whitened noise ``z`` of the last component (PriorGrad's ``eps / sigma``); the

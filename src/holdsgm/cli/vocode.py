@@ -85,7 +85,7 @@ def run(args) -> int:
     info = run_.dataset_info
     if not info.is_speech:
         raise ConfigError(f"{args.run} is not a vocoder run (trained on {info.name!r}, not speech)")
-    a = info.audio
+    a = info.speech
     sr, hop = int(a["sr"]), int(a["hop"])
     ref = None
     if args.wav:

@@ -75,7 +75,7 @@ class InfiniteBatchSampler:
             stream = torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])
             return stream[lo:lo + self.batch_size].clone()
         epoch, k = divmod(step, spe)
-        if self._perm_epoch != epoch:
+        if self._perm is None or self._perm_epoch != epoch:
             self._perm, self._perm_epoch = self._permutation(epoch), epoch
         start = k * self.global_batch + lo
         return self._perm[start:start + self.batch_size].clone()

@@ -172,7 +172,8 @@ def load_npz(path, key: str | None = None, label_key: str | None = None, labels:
         raise
     except Exception as e:
         raise DataError(f"cannot read {p}: {_one_line(e)}") from None
-    xk, yk = (list(arrays) + [None])[:2]
+    keys = list(arrays)
+    xk, yk = keys[0], (keys[1] if len(keys) > 1 else None)
     if key is None or (yk is not None and label_key is None):
         log.info("data: %s: using array %r as the data%s (of: %s; choose with data.key / data.label_key)",
                  p.name, xk, f" and {yk!r} as the labels" if yk is not None else "",
@@ -285,7 +286,8 @@ def load_image_folder(path, recursive: bool = False, labels: bool | None = None,
             raise DataError(f"{root} is not a folder (expected a folder of .png/.jpg images)")
         direct = _list_images(root, recursive=False)
         asked = labels
-        classes, files, ys = [], [], []
+        classes: list[str] = []
+        files, ys = [], []
         if labels is not False and not (labels is None and (direct or recursive)):
             if direct:
                 raise DataError(f"{root}: image {direct[0].name} is not in a class subfolder "

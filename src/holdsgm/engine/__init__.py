@@ -16,12 +16,14 @@ from .checkpoint import (
 )
 from .ema import EMA, ema_decay_at
 from .faults import Faults
-from .loop import CONFIG_FILE, Engine, Options, TrainResult, derive_seed, lr_at, train
+from .loop import Engine, TrainResult, train
+from .options import Options, adamw, derive_seed, lr_at
+from .rundir import CONFIG_FILE
 from .stats import STATS_FILE
 from .task import Task
 
 __all__ = [
-    "CONFIG_FILE", "Checkpoint", "EMA", "Engine", "Faults", "Options", "STATS_FILE", "Task", "TrainResult",
+    "CONFIG_FILE", "Checkpoint", "EMA", "Engine", "Faults", "Options", "STATS_FILE", "Task", "TrainResult", "adamw",
     "derive_seed", "ema_decay_at", "find_checkpoint", "list_checkpoints", "load_checkpoint", "load_weights_into",
-    "lr_at", "prune_checkpoints", "save_checkpoint", "scan_checkpoints", "train", "verify_checkpoint",
+    "lr_at", "prune_checkpoints", "save_checkpoint", "scan_checkpoints", "train", "verify_checkpoint"
 ]

@@ -163,7 +163,10 @@ def prune_checkpoints(run_dir, keep: int, newest: Path) -> list[Path]:
     removal leaves an incomplete (skipped) folder, never a half-deleted one that looks valid.
     """
     ckpts = [(s, p) for s, p in list_checkpoints(run_dir) if p != Path(newest)]
-    newest_step = int(_CKPT_RE.match(Path(newest).name).group(1))
+    m = _CKPT_RE.match(Path(newest).name)
+    if m is None:
+        raise ValueError(f"{newest} is not a checkpoint folder (ckpt-<step>)")
+    newest_step = int(m.group(1))
     older = [p for s, p in ckpts if s < newest_step]
     valid = []
     for p in older:

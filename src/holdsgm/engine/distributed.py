@@ -106,3 +106,25 @@ def broadcast_object(obj, src: int = 0):
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def rng_states(dist_info: DistInfo, device: torch.device) -> dict:
+    """Every rank's global torch RNG states (CPU, and CUDA on a CUDA device), gathered for rank 0's checkpoint
+    (a collective under DDP)."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    per_rank = all_gather_object((cpu, cuda)) if dist_info.enabled else [(cpu, cuda)]
+    return {"torch_cpu": [r[0] for r in per_rank], "torch_cuda": [r[1] for r in per_rank]}
+
+
+def restore_rng_states(states: dict, saved_world_size: int, dist_info: DistInfo, device: torch.device) -> bool:
+    """Restore this rank's states from :func:`rng_states`; False (nothing restored) when the checkpoint was
+    written by another number of ranks."""
+    cpu_states = states["torch_cpu"]
+    if saved_world_size != dist_info.world_size or len(cpu_states) != dist_info.world_size:
+        return False
+    torch.set_rng_state(cpu_states[dist_info.rank])
+    cuda_state = states["torch_cuda"][dist_info.rank]
+    if cuda_state is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda_state, device)
+    return True

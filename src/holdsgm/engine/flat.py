@@ -20,6 +20,8 @@ across versions and with or without flattening.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +30,7 @@ class FlatParameters:
     """``params`` (one dtype and device, dense) re-bound as views of ``self.param`` (their values) and,
     with ``grads``, of ``self.param.grad`` (their gradients)."""
 
-    def __init__(self, params: list[nn.Parameter], grads: bool = True):
+    def __init__(self, params: Sequence[Tensor], grads: bool = True):
         params = list(params)
         if not params:
             raise ValueError("no parameters to flatten")
@@ -50,16 +52,25 @@ class FlatParameters:
 
     def _bind(self) -> None:
         values, grads = self.param.detach(), self.param.grad
-        offset = 0
+        offset, views = 0, []
         for p, n in zip(self.params, self.sizes):
             p.data = values[offset:offset + n].view_as(p)
             if grads is not None:
                 p.grad = grads[offset:offset + n].view_as(p)
+                views.append(p.grad)
             offset += n
-        self._views = [p.grad for p in self.params] if grads is not None else []
+        self._views = views
+
+    @property
+    def grad(self) -> Tensor:
+        """The flat gradient buffer (``param.grad``)."""
+        grad = self.param.grad
+        if grad is None:
+            raise RuntimeError("this FlatParameters was built without gradients (grads=False)")
+        return grad
 
     def zero_grad(self) -> None:
-        self.param.grad.zero_()
+        self.grad.zero_()
 
     def backward(self, loss: Tensor, accumulate: bool = False) -> Tensor:
         """The gradient of ``loss`` with respect to the parameters, written into the flat buffer (replacing
@@ -83,7 +94,7 @@ class FlatParameters:
         """The flat gradient, after making sure every parameter's gradient is still its view (a replaced
         or dropped gradient is copied back, zero if dropped)."""
         if any(p.grad is not v for p, v in zip(self.params, self._views)):
-            grads, offset = self.param.grad, 0
+            grads, offset = self.grad, 0
             with torch.no_grad():
                 for p, n in zip(self.params, self.sizes):
                     view = grads[offset:offset + n]
@@ -93,7 +104,7 @@ class FlatParameters:
                         view.copy_(p.grad.reshape(-1))
                     offset += n
             self._bind()
-        return self.param.grad
+        return self.grad
 
     def bound(self) -> bool:
         """Whether every parameter still views the flat buffers (nothing re-assigned its ``.data``)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import signal
 import sys
 import threading
@@ -28,91 +27,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError, NumericsError
-from .checkpoint import (
-    FORMAT,
-    list_checkpoints,
-    load_checkpoint,
-    load_weights_into,
-    prune_checkpoints,
-    save_checkpoint,
-    scan_checkpoints,
-)
+from .checkpoint import FORMAT, list_checkpoints, load_checkpoint, load_weights_into, prune_checkpoints, save_checkpoint
 from .distributed import (
     DistInfo,
-    all_gather_object,
     all_reduce_max,
     all_reduce_mean,
     barrier,
     broadcast_object,
     init_distributed,
     resolve_device,
+    restore_rng_states,
+    rng_states,
     shutdown_distributed,
 )
 from .ema import EMA
 from .faults import Faults
 from .flat import FlatParameters, join_optimizer_state, split_optimizer_state
+from .options import Options, adamw, derive_seed, lr_at
+from .rundir import find_resume_point, move_aside, prepare_run_dir
 from .stats import STATS_FILE, StatsWriter
 from .task import Task
 
 log = logging.getLogger("holdsgm.train")
-
-#: ``restart`` moves a run's checkpoints and logs to ``RUN/<RESTART_PREFIX><time>/``
-RESTART_PREFIX = "old-"
-CONFIG_FILE = "config.yaml"
-
-
-def derive_seed(*words: int) -> int:
-    """A 63-bit seed from integers (numpy SeedSequence: independent streams for (seed, purpose, rank, ...))."""
-    a, b = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
-    return ((int(a) << 32) | int(b)) & (2**63 - 1)
-
-
-def lr_at(step: int, lr: float, warmup_steps: int, schedule: str = "constant", steps: int = 0,
-          lr_min: float = 0.0) -> float:
-    """Learning rate of update ``step`` (0-based): a linear warm-up over ``warmup_steps``, then ``schedule``:
-    ``constant``, or a ``cosine`` / ``linear`` decay from ``lr`` to ``lr_min`` over the remaining updates to
-    ``steps`` (the schedules of score_sde / k-diffusion / diffusers' ``get_cosine_schedule_with_warmup``)."""
-    if step < warmup_steps:
-        return lr * ((step + 1) / warmup_steps)
-    if schedule == "constant":
-        return lr
-    p = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
-    if schedule == "cosine":
-        return lr_min + (lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * p))
-    if schedule == "linear":
-        return lr - (lr - lr_min) * p
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
-
-
-class Options(Protocol):
-    """The engine's settings (the ``train`` section of a run config, :class:`holdsgm.runs.config.TrainConfig`)."""
-
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
-    lr_schedule: str
-    lr_min: float
-    weight_decay: float
-    betas: tuple[float, float]
-    warmup_steps: int
-    grad_clip: float
-    ema_decay: float
-    ema_warmup: bool
-    seed: int
-    log_every: int
-    ckpt_every: int
-    keep_checkpoints: int
-    amp: str
-    device: str
-    tensorboard: bool
 
 
 @dataclass
@@ -191,10 +132,10 @@ class Engine:
             raise ConfigError(f"config key train.batch_size: the global batch {o.batch_size} must be divisible by "
                               f"the number of ranks x micro-batches, {self.dist.world_size} x {o.grad_accum}")
         if self.dist.is_main:
-            _prepare_run_dir(run_dir)
+            prepare_run_dir(run_dir)
             if restart and (list_checkpoints(run_dir) or (run_dir / STATS_FILE).exists()):
                 log.warning("--restart: moved the previous checkpoints and logs of %s to %s", run_dir,
-                            _move_aside(run_dir))
+                            move_aside(run_dir))
         if self.dist.enabled:
             barrier()
         self.net = self.task.net.to(self.device)
@@ -208,20 +149,24 @@ class Engine:
         self.ema = EMA(self.net, o.ema_decay, o.ema_warmup)
         if self.flat is not None:
             self.ema.use_flat(self.flat)
-        self.optimizer = _adamw([self.flat.param] if self.flat is not None else self._params, o)
+        self.optimizer = adamw([self.flat.param] if self.flat is not None else self._params, o)
         amp_on = o.amp != "none" and self.device.type == "cuda"
         if o.amp != "none" and not amp_on:
             log.info("train.amp=%s has no effect on %s; training in float32", o.amp, self.device.type)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.amp) if amp_on else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.train_net: nn.Module = self.net
+        self._no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.train_net = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.forward = _Autocast(self.train_net, self.amp_dtype) if self.amp_dtype is not None else self.train_net
+            ddp = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.train_net, self._no_sync = ddp, ddp.no_sync
+        self.forward: nn.Module = (_Autocast(self.train_net, self.amp_dtype) if self.amp_dtype is not None
+                                   else self.train_net)
         torch.manual_seed(derive_seed(o.seed, 2, self.dist.rank))  # dropout etc., per rank
-        self.step, self.elapsed, self.resumed_from = 0, 0.0, None
+        self.step, self.elapsed = 0, 0.0
+        self.resumed_from: int | None = None
         self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
         self.last_checkpoint: Path | None = None
         self._stop: str | None = None
@@ -231,9 +176,7 @@ class Engine:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
-        rng_cpu = torch.get_rng_state()
-        rng_cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        per_rank = all_gather_object((rng_cpu, rng_cuda)) if self.dist.enabled else [(rng_cpu, rng_cuda)]
+        rng = rng_states(self.dist, self.device)  # collective under DDP
         from .. import __version__
 
         state = {
@@ -242,7 +185,7 @@ class Engine:
             "step": self.step,
             "optimizer": self._optimizer_state(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": {"torch_cpu": [r[0] for r in per_rank], "torch_cuda": [r[1] for r in per_rank]},
+            "rng": rng,
             "log": dict(self._acc),
             "elapsed": self.elapsed,
             "world_size": self.dist.world_size,
@@ -276,27 +219,8 @@ class Engine:
         self.last_checkpoint = path
         return path
 
-    def _find_resume_point(self) -> Path | None:
-        """The newest valid checkpoint (rank 0); CheckpointError when there are checkpoints and none loads."""
-        found, broken = scan_checkpoints(self.run_dir)
-        if found is None and broken:
-            names = "; ".join(f"{p.name}: {_reason(r, p)}" for p, r in broken[:3])
-            more = f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
-            raise CheckpointError(
-                f"run folder {self.run_dir} holds {len(broken)} checkpoint(s) and none can be loaded ({names}"
-                f"{more}); nothing was changed. To start over and keep them, run again with --restart (they "
-                f"are moved to {self.run_dir}/{RESTART_PREFIX}<time>/), or train into another --out folder")
-        step = int(found.name.split("-")[-1]) if found is not None else 0
-        for p, r in broken:
-            if int(p.name.split("-")[-1]) > step:
-                log.warning("checkpoint %s cannot be loaded (%s); resuming from %s: the run re-creates this step "
-                            "and replaces the folder only then", p.name, _reason(r, p), found.name)
-            else:
-                log.warning("checkpoint %s cannot be loaded (%s); left in place", p.name, _reason(r, p))
-        return found
-
     def _resume(self, resume_check) -> None:
-        found = self._find_resume_point() if self.dist.is_main else None
+        found = find_resume_point(self.run_dir) if self.dist.is_main else None
         if self.dist.enabled:
             found = broadcast_object(str(found) if found else None)
             found = Path(found) if found else None
@@ -318,13 +242,7 @@ class Engine:
             self.optimizer.load_state_dict(join_optimizer_state(opt_state, self.flat) if self.flat else opt_state)
             if self.scaler is not None and st.get("scaler"):
                 self.scaler.load_state_dict(st["scaler"])
-            cpu_states = st["rng"]["torch_cpu"]
-            if st.get("world_size", 1) == self.dist.world_size and len(cpu_states) == self.dist.world_size:
-                torch.set_rng_state(cpu_states[self.dist.rank])
-                cuda_state = st["rng"]["torch_cuda"][self.dist.rank]
-                if cuda_state is not None and self.device.type == "cuda":
-                    torch.cuda.set_rng_state(cuda_state, self.device)
-            else:
+            if not restore_rng_states(st["rng"], st.get("world_size", 1), self.dist, self.device):
                 log.warning("resuming with %d rank(s) instead of %d: dropout randomness is re-seeded",
                             self.dist.world_size, st.get("world_size", 1))
                 torch.manual_seed(derive_seed(self.opt.seed, 3, self.dist.rank, ck.step))
@@ -350,7 +268,7 @@ class Engine:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr(step)
         parts = self.task.split(self.task.batch(step), self.opt.grad_accum)
-        total = None
+        total: Tensor | None = None
         for j, part in enumerate(parts):
             loss = self.task.loss(part, self.forward)
             if self.faults is not None:
@@ -358,16 +276,17 @@ class Engine:
             if len(parts) > 1:
                 loss = loss / len(parts)
             sync = self.dist.enabled and j < len(parts) - 1  # DDP averages once, after the last micro-batch
-            with self.train_net.no_sync() if sync else contextlib.nullcontext():
+            with self._no_sync() if sync else contextlib.nullcontext():
                 self._backward(loss, accumulate=j > 0)
             total = loss.detach() if total is None else total + loss.detach()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [self.flat.param] if self.flat is not None else self._params
         if self.flat is not None:
-            gnorm = torch.linalg.vector_norm(self.flat.param.grad)
+            gnorm = torch.linalg.vector_norm(self.flat.grad)
         else:
             gnorm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        assert total is not None  # split() returns at least one part
         loss_v, gnorm_v = torch.stack([total.float(), gnorm.float()]).tolist()
         if not math.isfinite(loss_v) or (not math.isfinite(gnorm_v) and self.scaler is None):
             what, value = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", gnorm_v)
@@ -488,52 +407,13 @@ class Engine:
 
     def close(self) -> None:
         """Release the model and optimizer, then leave the process group (the gloo teardown fix)."""
-        for name in ("train_net", "forward", "optimizer", "ema", "flat", "net", "scaler", "task"):
+        for name in ("train_net", "_no_sync", "forward", "optimizer", "ema", "flat", "net", "scaler", "task"):
             if hasattr(self, name):
                 delattr(self, name)
-        if getattr(self, "stats", None) is not None:
-            self.stats.close()
+        stats = getattr(self, "stats", None)
+        if stats is not None:
+            stats.close()
         shutdown_distributed(getattr(self, "_owns_group", False))
-
-
-def _adamw(params, o: Options) -> torch.optim.Optimizer:
-    """AdamW (Loshchilov & Hutter 2019); the fused kernel where torch has one (3-4x faster than the foreach
-    version for small CPU models, and deterministic)."""
-    kw: dict[str, Any] = {"lr": o.lr, "betas": tuple(o.betas), "weight_decay": o.weight_decay}
-    try:
-        return torch.optim.AdamW(params, fused=True, **kw)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(params, **kw)
-
-
-def _prepare_run_dir(run_dir: Path) -> None:
-    """Create the run folder and check it is writable (one clear OSError otherwise)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to run folder {run_dir}: {e.strerror or e}") from None
-
-
-def _reason(message: str, folder: Path) -> str:
-    """A checkpoint error message without the folder's path (it is named beside it)."""
-    return message.replace(f"checkpoint {folder} ", "").replace(f"{folder}{os.sep}", "")
-
-
-def _move_aside(run_dir: Path) -> Path:
-    """Move a run's checkpoints, logs and config into ``run_dir/old-<time>/`` (``restart``)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    dest, k = run_dir / f"{RESTART_PREFIX}{stamp}", 1
-    while dest.exists():
-        k += 1
-        dest = run_dir / f"{RESTART_PREFIX}{stamp}-{k}"
-    dest.mkdir()
-    for name in ("checkpoints", STATS_FILE, CONFIG_FILE, "tb"):
-        if (run_dir / name).exists():
-            os.replace(run_dir / name, dest / name)
-    return dest
 
 
 def train(task: Task, options: Options, run_dir, **kwargs) -> TrainResult:

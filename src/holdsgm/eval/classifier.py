@@ -392,7 +392,7 @@ def digit_classifier(device="cpu", cache_dir=None, retrain: bool = False,
             warnings.warn(f"digit classifier cache {jpath.parent} ({variant}): {e}; retraining",
                           RuntimeWarning, stacklevel=2)
     net, meta = _train(variant, settings, train, test)
-    files = (wpath, jpath)
+    files: tuple[Path, Path] | None = (wpath, jpath)
     try:
         meta = _save(net, meta, wpath, jpath)
     except OSError as e:

@@ -89,7 +89,7 @@ def _trace_sqrt_product(c1: np.ndarray, c2: np.ndarray, eps: float) -> float:
         tr = np.trace(root)
         if abs(np.imag(tr)) > 1e-3 * max(abs(np.real(tr)), 1e-12):
             return None
-        if np.linalg.norm(root @ root - prod) > 1e-6 * max(np.linalg.norm(prod), 1e-300):
+        if float(np.linalg.norm(root @ root - prod)) > 1e-6 * max(float(np.linalg.norm(prod)), 1e-300):
             return None
         return float(np.real(tr))
 

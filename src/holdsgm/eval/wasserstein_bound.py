@@ -15,9 +15,9 @@ does not estimate the Lipschitz constants, so it reports sqrt(J) beside W2 (and 
 What is measured (phase-space form; u_n is the component that receives the noise, s its score):
 
     J_dsm = int_eps^T g(t)^2 E_{x0, u_t | x0} || s_theta(u_t, t) - grad_{u_n} log p(u_t | x0) ||^2 dt
-          = int_eps^T lambda(t) E || eps_theta(u_t, t) - eps_n ||^2 dt,        lambda(t) = g(t)^2 ell_t^2,
+          = int_eps^T lambda(t) E || eps_theta(u_t, t) - z_n ||^2 dt,          lambda(t) = g(t)^2 ell_t^2,
     J_esm = int_eps^T lambda(t) E || eps_theta(u_t, t) - eps*(u_t, t) ||^2 dt,   eps* = -s*/ell_t (true score),
-    J_dsm = J_esm + J_irr,    J_irr = int lambda E || eps_n - eps* ||^2 dt  (independent of the model).
+    J_dsm = J_esm + J_irr,    J_irr = int lambda E || z_n - eps* ||^2 dt    (independent of the model).
 
 J_dsm is the trainer's HSM/DSM loss with ``weighting: likelihood``, except that (i) ||.||^2 is *summed* over
 the data's coordinates (the trainer averages) and (ii) it is integrated over t in [eps, T] (the trainer
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,8 +172,9 @@ def bound_report(run, test, *, n: int | None = 1000, times_per_point: int = 8, s
     x0 = test.x[:m]
     y = test.y[:m] if (info.n_classes and test.y is not None) else None
     oracle = MixtureOracle(run.sde, info.mixture) if info.mixture is not None else None
-    out = {"quantity": "J = int_eps^T g^2 E||s_theta - s||^2 dt on held-out data (see holdsgm.eval.wasserstein_bound)",
-           "units": UNITS}
+    out: dict[str, Any] = {
+        "quantity": "J = int_eps^T g^2 E||s_theta - s||^2 dt on held-out data (see holdsgm.eval.wasserstein_bound)",
+        "units": UNITS}
     out.update(score_objective(run.eps_model, run.sde, x0, y, times_per_point=times_per_point, oracle=oracle,
                                seed=seed))
     out["prior_offset"] = prior_offset(run.sde, x0)

@@ -7,7 +7,7 @@ distinct condition, concatenate the conditions along the batch dimension and cal
 (as Ho & Salimans 2022 and SEGA's reference code do), then split the output.
 
 Everything here works in eps space: the network's raw output, the predicted noise of the last phase-space
-component eps_n (see :mod:`holdsgm.losses.parameterization`). The score follows as
+component z_n (see :mod:`holdsgm.losses.parameterization`). The score follows as
 ``s = -ell_t eps`` (:func:`eps_to_score`); linear combinations commute with that map, so guidance in eps
 space and in score space are the same thing at a fixed t.
 """
@@ -52,7 +52,7 @@ def null_label_of(model) -> int | None:
         net = getattr(model, "net", None)
         inner = getattr(net, "net", None) or getattr(net, "module", None)
         k = getattr(inner, "n_classes", None)
-    return int(k) if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k > 0 else None
+    return int(k) if isinstance(k, numbers.Integral) and not isinstance(k, bool) and int(k) > 0 else None
 
 
 def condition_key(c: Condition):
@@ -95,8 +95,8 @@ def eps_for_conditions(model, u: Tensor, t, conditions: Sequence[Condition], nul
     b = u.shape[0]
     if len(conditions) == 1:
         return [model.eps(u, tt, _single(conditions[0], b, u.device), **net_kwargs)]
-    ys = [condition_tensor(c, b, u.device, null_label) for c in conditions]
-    if any(y is None for y in ys) or len({(y.dtype, tuple(y.shape[1:])) for y in ys}) > 1:
+    ys = [y for c in conditions if (y := condition_tensor(c, b, u.device, null_label)) is not None]
+    if len(ys) < len(conditions) or len({(y.dtype, tuple(y.shape[1:])) for y in ys}) > 1:
         return [model.eps(u, tt, _single(c, b, u.device), **net_kwargs) for c in conditions]
     k = len(conditions)
     out = model.eps(torch.cat([u] * k), tt.repeat(k), torch.cat(ys), **net_kwargs)

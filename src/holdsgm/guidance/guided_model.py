@@ -6,7 +6,7 @@ each batch (so stateful semantic guidance starts every batch from a clean state)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
@@ -45,6 +45,7 @@ class GuidedModel:
 
     def with_condition(self, y: Tensor | None = None):
         """A fresh guided ``score_fn(u, t)`` for a batch with labels ``y`` (or None)."""
+        fn: Callable[[Tensor, Tensor], Tensor]
         if self.directions:
             fn = SemanticGuidance(self.model, self.directions, base=y, base_scale=self.cfg_scale)
         elif y is not None and self.cfg_scale != 1.0:

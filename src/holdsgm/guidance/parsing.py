@@ -34,6 +34,7 @@ def parse_guide(spec: str, what: str = "--guide") -> GuidanceDirection:
     if not spec.strip():
         raise ConfigError(f"{head}: empty; expected [+|-]CLASS[:key=value,...], e.g. '+3:scale=5'")
     m = _SPEC.match(spec)
+    assert m is not None  # every string matches _SPEC
     sign, concept, opts = m.group(1), m.group(2), m.group(3)
     if sign is None:
         raise ConfigError(f"{head}: must start with '+' (add the concept) or '-' (remove it), e.g. '+3:scale=5'")

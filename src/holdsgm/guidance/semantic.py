@@ -178,7 +178,8 @@ class SemanticGuidance:
         use = [a or d.momentum > 0 for a, d in zip(active, self.directions, strict=True)]
         base_w = self.base_scale if self.base is not None else 0.0
         need_null = any(use) or base_w != 1.0
-        conds, slot = [], {}
+        conds: list[Condition] = []
+        slot: dict = {}
 
         def want(c):
             k = condition_key(c)
@@ -195,16 +196,17 @@ class SemanticGuidance:
             i_null = 0
         outs = eps_for_conditions(self.model, u, tt, conds, self.null_label, self.net_kwargs)
         e_u = outs[i_null] if i_null is not None else None
-        if i_base is None:
-            out = e_u
-        elif base_w == 1.0:
+        if i_base is not None and base_w == 1.0:
             out = outs[i_base]
         else:
-            out = e_u + base_w * (outs[i_base] - e_u)
+            assert e_u is not None  # need_null holds whenever base_w != 1
+            out = e_u if i_base is None else e_u + base_w * (outs[i_base] - e_u)
         for k, d in enumerate(self.directions):
-            if i_dir[k] is None:
+            i = i_dir[k]
+            if i is None:
                 continue
-            g = (d.sign * d.scale) * (outs[i_dir[k]] - e_u)
+            assert e_u is not None  # a used direction asks for the null prediction
+            g = (d.sign * d.scale) * (outs[i] - e_u)
             if d.threshold > 0:
                 g = threshold_direction(g, d.threshold)
             if d.momentum > 0:

@@ -13,8 +13,8 @@ For n >= 2 the auxiliaries are drawn at t = 0 from N(0, aux_var I), independent 
 
     log p(x) >= E_aux [log p(x, aux) - log N(aux; 0, aux_var I)]
 
-(MATH.md). Per draw, the bracket is an estimate whose noise vanishes as the model approaches the truth:
-with the exact (oracle) score it equals log p(x) per point, up to the ODE solver, the trace estimator
+(docs/maths.md, section 7). Per draw, the bracket is an estimate whose noise vanishes as the model approaches
+the truth: with the exact (oracle) score it equals log p(x) per point, up to the ODE solver, the trace estimator
 and the start time eps (the ODE starts from the unperturbed data at t = eps).
 """
 

@@ -1,8 +1,9 @@
 """Denoising / hybrid score matching (DSM for n = 1, HSM for n >= 2; Dockhorn et al. 2022, eq. 10).
 
-    L = E_t E_{x0, eps} [ lambda(t) || eps_n - eps_theta(u_t, t) ||^2 ],   u_t = Phi_t [x0, 0..] + L_t eps
+    loss = E_t E_{x0, z} [ lambda(t) || z_n - eps_theta(u_t, t) ||^2 ],   u_t = Phi_t [x0, 0..] + C_t z
 
-with t ~ U(eps, T) and the auxiliaries' initial randomness marginalised into L_t. Weightings:
+with z ~ N(0, I) of the state's shape, t ~ U(eps, T) (eps: the smallest time) and the auxiliaries' initial
+randomness marginalised into C_t (docs/maths.md, section 4). Weightings:
 
 * ``unit`` (CLD's "reweighted" objective, DDPM's simple loss): lambda = 1;
 * ``likelihood`` (Song et al. 2021b; makes the loss a bound on the negative log-likelihood up to
@@ -46,16 +47,16 @@ def _strata(n: int) -> Tensor:
 
 
 def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Tensor | None = None,
-             eps: Tensor | None = None, weighting: str = "unit", y: Tensor | None = None,
+             z: Tensor | None = None, weighting: str = "unit", y: Tensor | None = None,
              stratified: bool = True, generator: torch.Generator | None = None,
              reduction: str = "none", kernel: Kernel | None = None) -> Tensor:
     """HSM/DSM loss per sample, shape (batch,), or with ``reduction="mean"`` its batch mean (a scalar:
     the training objective, in fewer operations).
 
     Args:
-        eps_fn: ``eps_fn(u_t, t, y)`` predicting eps_n (e.g. :meth:`EpsModel.eps`); ``t`` is physical time.
+        eps_fn: ``eps_fn(u_t, t, y)`` predicting z_n (e.g. :meth:`EpsModel.eps`); ``t`` is physical time.
         x0: clean data (batch, C, ...).
-        t, eps: optional fixed times (batch,) and state noise (the state's shape), for reproducibility.
+        t, z: optional fixed times (batch,) and state noise (the state's shape), for reproducibility.
         kernel: ``sde.marginal(t)`` if the caller has it already (the trainer computes a block of steps'
             kernels at once); not checked against ``t``.
     """
@@ -67,15 +68,15 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
     if t is None:
         t = sample_times(b, sde, stratified=stratified, generator=generator, device=x0.device)
     t = torch.as_tensor(t, dtype=torch.float64, device=x0.device)  # checked by sde.marginal
-    if eps is None:
+    if z is None:
         shape = sde.state_shape(x0.shape)
-        eps = torch.randn(shape, generator=generator, dtype=x0.dtype).to(x0.device) if generator is not None \
+        z = torch.randn(shape, generator=generator, dtype=x0.dtype).to(x0.device) if generator is not None \
             else torch.randn(shape, dtype=x0.dtype, device=x0.device)
     if kernel is None:
         kernel = sde.marginal(t)
-    u_t = sde.perturb(x0, t, eps, kernel=kernel)
+    u_t = sde.perturb(x0, t, z, kernel=kernel)
     pred = eps_fn(u_t, t, y) if y is not None else eps_fn(u_t, t)
-    target = sde.last(eps)
+    target = sde.last(z)
     if pred.shape != target.shape:
         raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(target.shape)} "
                          f"(the data's shape)")

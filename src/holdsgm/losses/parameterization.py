@@ -1,14 +1,15 @@
 """From a network's raw output to what samplers, losses and likelihoods need.
 
-The network predicts eps_n, the noise of the last phase-space component (HSM; for n = 1 this is the
-usual DSM eps-prediction). With L_t the Cholesky factor of the kernel covariance,
+The network predicts z_n, the noise of the last phase-space component in u_t = Phi_t [x0; 0] + C_t z (HSM;
+for n = 1 this is the usual DSM eps-prediction, and eps_theta names the network's prediction). With C_t the
+Cholesky factor of the kernel covariance,
 
-    score of u_n:  s(u, t) = -eps_theta(u, t) / L_t[n, n] = -ell_t eps_theta(u, t)
+    score of u_n:  s(u, t) = -eps_theta(u, t) / C_t[n, n] = -ell_t eps_theta(u, t)
 
 CLD's "mixed score" (Dockhorn et al. 2022, sec. 3.2) adds the analytic score of the marginal that
 data ~ N(0, data_var I) would have, so the network learns only a residual:
 
-    eps_theta(u, t) = net(u, t) + L_t[n, n] [Sigma_ref(t)^{-1} u]_n,
+    eps_theta(u, t) = net(u, t) + C_t[n, n] [Sigma_ref(t)^{-1} u]_n,
     Sigma_ref(t) = Phi_t diag(data_var, aux_var, ...) Phi_t^T + noise part.
 
 The network receives t / T (so it sees times in [0, 1]) and knows nothing of the SDE.
@@ -39,7 +40,7 @@ def gaussian_precision_row(sde: LinearSDE, t: Tensor, data_var: float) -> Tensor
 
 
 class EpsModel:
-    """Wraps ``net(u, t_normalised, y)`` (an eps_n predictor) as eps- and score-functions of (u, t).
+    """Wraps ``net(u, t_normalised, y)`` (predicting z_n) as eps- and score-functions of (u, t).
 
     Args:
         net: the network (any callable with the signature above).

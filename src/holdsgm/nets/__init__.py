@@ -12,15 +12,16 @@ import inspect
 from torch import nn
 
 from ..errors import ConfigError, HoldsgmError
+from .common import ScoreNetwork
 from .diffwave import DiffWave
 from .embeddings import ClassEmbedding, GaussianFourierEmbedding, SinusoidalEmbedding, TimeEmbedding
 from .mlp import MLP
 from .unet import UNet
 
-NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "diffwave": DiffWave}
+NETWORKS: dict[str, type[ScoreNetwork]] = {"mlp": MLP, "unet": UNet, "diffwave": DiffWave}
 
 
-def build_network(kind: str, **kwargs) -> nn.Module:
+def build_network(kind: str, **kwargs) -> ScoreNetwork:
     """Build the network ``kind`` (``mlp``, ``unet`` or ``diffwave``) from keyword arguments; ConfigError on an unknown
     kind, an unknown or missing argument (naming it and listing the accepted ones) or a bad value."""
     if not isinstance(kind, str) or kind not in NETWORKS:
@@ -48,6 +49,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ClassEmbedding", "DiffWave", "GaussianFourierEmbedding", "MLP", "NETWORKS", "SinusoidalEmbedding", "TimeEmbedding",
-    "UNet", "build_network", "count_parameters",
+    "ClassEmbedding", "DiffWave", "GaussianFourierEmbedding", "MLP", "NETWORKS", "ScoreNetwork", "SinusoidalEmbedding",
+    "TimeEmbedding", "UNet", "build_network", "count_parameters",
 ]

@@ -1,9 +1,37 @@
-"""Constructor-argument checks for the networks: :mod:`holdsgm.checks` with ConfigError naming the argument."""
+"""What every network shares: the :class:`ScoreNetwork` contract and the constructor-argument checks
+(:mod:`holdsgm.checks` with ConfigError naming the argument)."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
 from .. import checks
 from ..errors import ConfigError
+
+
+class ScoreNetwork(nn.Module):
+    """The contract between a network and the rest of the library.
+
+    ``forward(u, t, y=None, skip_scale=None)`` maps the stacked phase-space state ``u`` (batch, n * C, ...)
+    at times ``t`` (batch,) with optional labels or conditioning ``y`` to a tensor with the data's C
+    channels; ``kind`` names it in :data:`holdsgm.nets.NETWORKS` and ``config`` holds its constructor
+    arguments (JSON values), so ``build_network(net.kind, **net.config)`` rebuilds it from a checkpoint.
+    """
+
+    kind: ClassVar[str]
+    config: dict[str, Any]
+
+    def forward(self, u: Tensor, t: Tensor, y: Tensor | None = None, skip_scale=None) -> Tensor:
+        raise NotImplementedError
+
+
+def zero_init(layer: nn.Conv1d | nn.Conv2d | nn.Linear) -> None:
+    """Zero a layer's weight and bias (the output layers that start a residual branch or the network at zero)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 def check_int(v, name: str, lo: int | None = None) -> int:

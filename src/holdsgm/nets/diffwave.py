@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .common import check_choice, check_int, check_num
+from .common import ScoreNetwork, check_choice, check_int, check_num, zero_init
 from .embeddings import TIME_EMBEDDINGS, TimeEmbedding, prepare_time
 
 _INV_SQRT2 = 1 / math.sqrt(2)
@@ -81,7 +81,7 @@ class ResidualLayer(nn.Module):
         return (x + res) * _INV_SQRT2, skip
 
 
-class DiffWave(nn.Module):
+class DiffWave(ScoreNetwork):
     """DiffWave for waveforms: u (B, in_channels, L) -> (B, out_channels, L).
 
     The phase-space components (the wave x and its auxiliary variables v, a, ... of CLD/HOLD) arrive as
@@ -145,18 +145,17 @@ class DiffWave(nn.Module):
             self.cond_proj = nn.Conv1d(cond_channels, layers * 2 * c, 1)
             nn.init.kaiming_normal_(self.cond_proj.weight)
         layer_mels = 0 if cond_channels else n_mels
-        self.layers = nn.ModuleList(ResidualLayer(c, 2 ** (i % dilation_cycle), emb_dim, layer_mels)
-                                    for i in range(layers))
+        self.dilations = [2 ** (i % dilation_cycle) for i in range(layers)]
+        self.layers = nn.ModuleList(ResidualLayer(c, d, emb_dim, layer_mels) for d in self.dilations)
         self.skip_proj = nn.Conv1d(c, c, 1)
         nn.init.kaiming_normal_(self.skip_proj.weight)
         self.output_proj = nn.Conv1d(c, out_channels, 1)
-        nn.init.zeros_(self.output_proj.weight)
-        nn.init.zeros_(self.output_proj.bias)
+        zero_init(self.output_proj)
 
     @property
     def receptive_field(self) -> int:
         """Receptive field of the residual stack, in samples: 1 + 2 * sum of the dilations."""
-        return 1 + 2 * sum(layer.dilated.dilation[0] for layer in self.layers)
+        return 1 + 2 * sum(self.dilations)
 
     def forward(self, u: Tensor, t: Tensor, y: Tensor | None = None, skip_scale=None) -> Tensor:
         """u (B, in_channels, L), t (B,) in [0, 1], y (B, n_mels, L // hop) -> (B, out_channels, L).
@@ -191,5 +190,6 @@ class DiffWave(nn.Module):
         for layer, cond_l in zip(self.layers, conds):
             x, s = layer(x, e, cond_l)
             skips = s if skips is None else skips + s
+        assert skips is not None  # layers >= 1
         x = F.relu(self.skip_proj(skips * (1 / math.sqrt(len(self.layers)))))
         return self.output_proj(x)

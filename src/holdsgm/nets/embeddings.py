@@ -17,6 +17,8 @@ class SinusoidalEmbedding(nn.Module):
     ``[cos(s t w_k), sin(s t w_k)]`` with frequencies ``w_k = max_period^(-k/half)``. ``scale=1000`` maps
     t in [0, 1] to DDPM's integer-step range."""
 
+    freqs: Tensor
+
     def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10_000.0):
         super().__init__()
         self.dim = dim
@@ -36,6 +38,8 @@ class GaussianFourierEmbedding(nn.Module):
     """Random Fourier features ``[sin(2 pi t W), cos(2 pi t W)]`` with fixed ``W ~ N(0, scale^2)``
     (Tancik et al. 2020; NCSN++'s Gaussian Fourier projection, Song et al. 2021). ``W`` is drawn from
     ``seed`` and saved in the state dict, so a checkpoint reproduces it exactly."""
+
+    W: Tensor
 
     def __init__(self, dim: int, scale: float = 16.0, seed: int = 0):
         super().__init__()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .common import check_choice, check_int, check_num
+from .common import ScoreNetwork, check_choice, check_int, check_num, zero_init
 from .embeddings import TIME_EMBEDDINGS, ClassEmbedding, TimeEmbedding, prepare_time
 
 
-class MLP(nn.Module):
+class MLP(ScoreNetwork):
     """``out = W_out h_depth``, ``h_0 = u``, ``h_{i+1} = SiLU(W_i h_i + E_i e)`` (``depth`` hidden layers of
     width ``hidden``) where ``e`` is the
     time embedding (plus the class embedding when ``n_classes > 0``), injected additively in every
@@ -46,8 +46,7 @@ class MLP(nn.Module):
         self.emb_proj = nn.ModuleList(nn.Linear(emb_dim, hidden) for _ in range(depth))
         self.act = nn.SiLU()
         self.out = nn.Linear(hidden, out_features)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        zero_init(self.out)
 
     def forward(self, u: Tensor, t: Tensor, y: Tensor | None = None, skip_scale=None) -> Tensor:
         """Accepts ``skip_scale`` only as None (the MLP has no skip connections)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .common import check_choice, check_int, check_int_seq, check_num
+from .common import ScoreNetwork, check_choice, check_int, check_int_seq, check_num, zero_init
 from .embeddings import TIME_EMBEDDINGS, ClassEmbedding, TimeEmbedding, prepare_time
 
 _INV_SQRT2 = 1 / math.sqrt(2)
@@ -37,8 +38,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(c_out, max_groups), c_out)
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        zero_init(self.conv2)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
@@ -61,8 +61,7 @@ class AttnBlock(nn.Module):
         self.norm = nn.GroupNorm(_groups(c, max_groups), c)
         self.qkv = nn.Conv2d(c, 3 * c, 1)
         self.proj = nn.Conv2d(c, c, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        zero_init(self.proj)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, hgt, wid = x.shape
@@ -109,7 +108,7 @@ class Upsample(nn.Module):
         return self.conv(x) if self.conv is not None else x
 
 
-class UNet(nn.Module):
+class UNet(ScoreNetwork):
     """U-Net for images (B, in_channels, H, W) -> (B, out_channels, H, W).
 
     Layout (DDPM++): a 3x3 input conv; ``len(channel_mult)`` levels of ``num_res_blocks`` residual blocks
@@ -191,7 +190,7 @@ class UNet(nn.Module):
 
         self.time_emb = TimeEmbedding(time_embedding, channels, emb_dim, fourier_scale=fourier_scale)
         self.class_emb = ClassEmbedding(n_classes, emb_dim) if n_classes > 0 else None
-        blk = dict(emb_dim=emb_dim, dropout=float(dropout), max_groups=norm_groups, num_heads=num_heads)
+        blk: dict[str, Any] = dict(emb_dim=emb_dim, dropout=float(dropout), max_groups=norm_groups, num_heads=num_heads)
 
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         ch = channels
@@ -225,8 +224,7 @@ class UNet(nn.Module):
                 self.upsample.append(Upsample(ch, resample_conv))
         self.norm_out = nn.GroupNorm(_groups(ch, norm_groups), ch)
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        zero_init(self.conv_out)
 
     def _skip_factors(self, skip_scale) -> list[float] | None:
         if skip_scale is None:
@@ -264,7 +262,7 @@ class UNet(nn.Module):
         h = self.conv_in(u)
         skips = [h]
         for i, stages in enumerate(self.down):
-            for st in stages:
+            for st in stages.children():
                 h = st(h, e)
                 skips.append(h)
             if i < len(self.downsample):
@@ -273,7 +271,7 @@ class UNet(nn.Module):
         for st in self.mid:
             h = st(h, e)
         for j, stages in enumerate(self.up):
-            for st in stages:
+            for st in stages.children():
                 k = len(skips) - 1
                 s = skips.pop()
                 if factors is not None and factors[k] != 1.0:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
-from ..data import Dataset, load_dataset
+from ..data import load_dataset
 from ..errors import ConfigError
 from ..mixture import GaussianMixture
+from ..nets.common import ScoreNetwork
+from ..sde.base import LinearSDE
 from ..tasks import GenerationTask, StageTwoTask, VocoderTask
 from .config import Config, DataConfig
 from .stage2 import stage_one_weights
@@ -48,6 +50,13 @@ class DatasetInfo:
     def is_speech(self) -> bool:
         return self.audio is not None
 
+    @property
+    def speech(self) -> dict:
+        """The speech features (:attr:`audio`); ConfigError when the data is not speech."""
+        if self.audio is None:
+            raise ConfigError(f"{self.name!r} is not speech data")
+        return self.audio
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -69,7 +78,7 @@ class DatasetInfo:
             data_shape=tuple(int(s) for s in d["data_shape"]),
             n_classes=int(d.get("n_classes") or 0),
             n_bins=d.get("n_bins"),
-            data_range=None if d.get("data_range") is None else tuple(float(v) for v in d["data_range"]),
+            data_range=None if d.get("data_range") is None else (float(d["data_range"][0]), float(d["data_range"][1])),
             mixture=None if d.get("mixture") is None else GaussianMixture.from_dict(d["mixture"]),
             data_var=float(d.get("data_var", 1.0)),
             n_train=int(d.get("n_train", 0)),
@@ -93,8 +102,8 @@ def priorgrad_settings(config: Config, info: DatasetInfo) -> dict | None:
         return None
     if not (info.audio and info.audio.get("energy_max")):
         raise ConfigError(f"model.conditioning is priorgrad but the data info of {info.name!r} has no energy_max")
-    return {"energy_max": info.audio["energy_max"], "min_std": config.model.priorgrad_min_std,
-            "hop": info.audio["hop"]}
+    return {"energy_max": info.speech["energy_max"], "min_std": config.model.priorgrad_min_std,
+            "hop": info.speech["hop"]}
 
 
 
@@ -191,10 +200,10 @@ def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
             raise ConfigError(f"config key model.kind: DiffWave takes speech (data.name: speech), but "
                               f"{info.name!r} has items of shape {shape}")
         for k in ("n_mels", "hop"):  # fixed by the one log-mel feature function
-            if k in kw and kw[k] != info.audio[k]:
-                raise ConfigError(f"config key model.{k}: the speech features have {k} = {info.audio[k]}, "
+            if k in kw and kw[k] != info.speech[k]:
+                raise ConfigError(f"config key model.{k}: the speech features have {k} = {info.speech[k]}, "
                                   f"got {kw[k]}; remove it")
-            kw[k] = info.audio[k]
+            kw[k] = info.speech[k]
         kw.update(in_channels=order, out_channels=1)
         return kw
     if config.model.kind == "mlp":
@@ -216,7 +225,7 @@ def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
     return kw
 
 
-def build_network_for(config: Config, info: DatasetInfo, order: int) -> nn.Module:
+def build_network_for(config: Config, info: DatasetInfo, order: int) -> ScoreNetwork:
     from ..nets import build_network
 
     return build_network(config.model.kind, **network_kwargs(config, info, order))
@@ -226,10 +235,10 @@ def build_network_for(config: Config, info: DatasetInfo, order: int) -> nn.Modul
 class Components:
     """Everything training needs, built from a config (on the CPU)."""
 
-    sde: object
-    train: Dataset  # or a SpeechDataset for speech
+    sde: LinearSDE
+    train: Any  # a Dataset; a SpeechDataset for speech; None for speech read with read_speech=False
     info: DatasetInfo
-    net: nn.Module
+    net: ScoreNetwork
     data_var: float
 
 
@@ -255,10 +264,11 @@ def build_task(config: Config, comp: Components):
     tc = config.train
     if config.data.is_speech:
         speech = dict(speech=comp.train, batch_size=tc.batch_size, seed=tc.seed,
-                      segment_frames=comp.info.audio["segment_frames"], priorgrad=priorgrad_settings(config, comp.info))
+                      segment_frames=comp.info.speech["segment_frames"],
+                      priorgrad=priorgrad_settings(config, comp.info))
         if config.stage2.enabled:
             s2 = config.stage2
-            return StageTwoTask(comp.sde, comp.net, hop=comp.info.audio["hop"], nfe=s2.nfe, sampler=s2.sampler,
+            return StageTwoTask(comp.sde, comp.net, hop=comp.info.speech["hop"], nfe=s2.nfe, sampler=s2.sampler,
                                 grid=s2.grid, l2_weight=s2.l2_weight, mrstft_weight=s2.mrstft_weight,
                                 init=lambda: stage_one_weights(config, comp), **speech)
         return VocoderTask(comp.sde, comp.net, weighting=tc.weighting, stratified=tc.stratified, **speech)

@@ -465,9 +465,8 @@ class TrainConfig:
             or len(self.betas) != 2
         ):
             raise _fail("train.betas", self.betas, "a list of two numbers in [0, 1)")
-        self.betas = tuple(
-            _float(f"train.betas[{i}]", b, 0.0, 1.0, hi_open=True) for i, b in enumerate(self.betas)
-        )
+        beta1, beta2 = (_float(f"train.betas[{i}]", b, 0.0, 1.0, hi_open=True) for i, b in enumerate(self.betas))
+        self.betas = (beta1, beta2)
         self.warmup_steps = _int("train.warmup_steps", self.warmup_steps, 0)
         self.grad_clip = _float("train.grad_clip", self.grad_clip, 0.0)
         self.ema_decay = _float("train.ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True)

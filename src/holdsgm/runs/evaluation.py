@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 import time
 
 import numpy as np
@@ -82,9 +83,10 @@ def likelihood(
         y = data.y if n is None else data.y[:n]
     info = run.dataset_info
     g = torch.Generator().manual_seed(seed)
-    quantised = info.n_bins is not None and info.data_range is not None
-    if quantised:
-        x = dequantize(x, info.n_bins, info.data_range[1] - info.data_range[0], generator=g)
+    n_bins, data_range = info.n_bins, info.data_range
+    quantised = None if n_bins is None or data_range is None else (n_bins, data_range[1] - data_range[0])
+    if quantised is not None:
+        x = dequantize(x, quantised[0], quantised[1], generator=g)
     device = run.device
     nll, nfes, spreads = [], [], []
     t0 = time.perf_counter()
@@ -116,7 +118,7 @@ def likelihood(
     v = torch.cat(nll).double()
     dim = int(np.prod(info.data_shape))
     k = aux_draws if run.sde.order > 1 else 1
-    res = {
+    res: dict[str, Any] = {
         "n": len(v),
         "divergence": divergence,
         "method": method,
@@ -136,14 +138,14 @@ def likelihood(
     }
     if k > 1:  # how much one point's estimate depends on its auxiliary draw
         res["aux_draw_spread_median"] = float(torch.cat(spreads).double().median())
-    if quantised:
-        width = info.data_range[1] - info.data_range[0]
-        bpd = bits_per_dim(v, dim, info.n_bins, width)
+    if quantised is not None:
+        bins, width = quantised
+        bpd = bits_per_dim(v, dim, bins, width)
         res.update(
             bits_per_dim=float(bpd.mean()),
             bits_per_dim_sem=float(bpd.std() / math.sqrt(len(v))),
-            dequantization=f"uniform, {info.n_bins} levels over {width:g}; "
-            f"offset log2({info.n_bins - 1}/{width:g}) = {math.log2((info.n_bins - 1) / width):.4f} bits",
+            dequantization=f"uniform, {bins} levels over {width:g}; "
+            f"offset log2({bins - 1}/{width:g}) = {math.log2((bins - 1) / width):.4f} bits",
         )
     if info.mixture is not None:
         true = -info.mixture.log_prob(x.reshape(len(x), -1).double())

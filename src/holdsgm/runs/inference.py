@@ -189,12 +189,13 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     from ..samplers import PerSampleNoise
 
     info = run.dataset_info
-    if not info.is_speech:
+    audio = info.audio
+    if not info.is_speech or audio is None:
         raise ConfigError(f"{run.path} is not a vocoder (it was trained on {info.name!r}, not speech)")
     mel = torch.as_tensor(mel, dtype=torch.float32)
     if mel.dim() == 3 and mel.shape[0] == 1:
         mel = mel[0]
-    n_mels = info.audio["n_mels"]
+    n_mels = audio["n_mels"]
     if mel.dim() != 2 or mel.shape[0] != n_mels or mel.shape[1] < 1:
         raise ConfigError(f"the mel must have shape ({n_mels}, frames), got {tuple(mel.shape)}")
     if not bool(torch.isfinite(mel).all()):
@@ -204,7 +205,7 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     counter = progress_bar(enabled=False)  # counts the evaluations used (the adaptive ODE chooses its own)
     t0 = time.perf_counter()
     x = vocoder_sample(run.eps_model, run.sde, mel[None].to(run.device), nfe=nfe, sampler=sampler, grid=grid,
-                       noise=PerSampleNoise([seed]), progress=progress, hop=info.audio["hop"], counter=counter)
+                       noise=PerSampleNoise([seed]), progress=progress, hop=audio["hop"], counter=counter)
     seconds = time.perf_counter() - t0
     wave = x[0, 0].float().cpu().clamp(-1.0, 1.0)
-    return Vocoded(wave, int(info.audio["sr"]), int(counter.n), sampler, grid, seed, seconds)
+    return Vocoded(wave, int(audio["sr"]), int(counter.n), sampler, grid, seed, seconds)

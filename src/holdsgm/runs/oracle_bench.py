@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class OracleBenchSettings:
 
     @classmethod
     def preset(cls, quick: bool, **overrides) -> "OracleBenchSettings":
-        base = dict(QUICK if quick else FULL)
+        base: dict[str, Any] = dict(QUICK if quick else FULL)
         base.update({k: v for k, v in overrides.items() if v is not None})
         s = cls(**base)
         s.validate()
@@ -126,7 +127,7 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
             budgets = [None] if SAMPLERS[base].evals_per_step == 0 else [
                 k for k in settings.nfes if _feasible(sampler, k)]
             for nfe in budgets:
-                vals = {m: [] for m in METRICS}
+                vals: dict[str, list[float]] = {m: [] for m in METRICS}
                 used = 0
                 for seed in range(settings.seeds):
                     opts = {"rtol": 1e-5, "atol": 1e-5} if nfe is None else {"nfe": nfe}
@@ -146,7 +147,7 @@ def run_oracle_bench(out, mixture: GaussianMixture | None = None, points: np.nda
                         10_000 + seed))) if np.isfinite(x).all() else float("inf")
                     for k in METRICS:
                         vals[k].append(m[k])
-                row = {"sde": sde_name, "sampler": sampler, "nfe": used, "nll_error": nll_error}
+                row: dict[str, Any] = {"sde": sde_name, "sampler": sampler, "nfe": used, "nll_error": nll_error}
                 for k in METRICS:
                     arr = np.asarray(vals[k], dtype=np.float64)
                     row[k] = float(arr.mean())

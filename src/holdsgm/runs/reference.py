@@ -107,7 +107,7 @@ def _section_fields(name: str) -> list[Entry]:
     for f in dataclasses.fields(cls):
         if f.name == extra:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         out.append(Entry(f"{name}.{f.name}", _type_name(f.type), _show(default), f.metadata.get("doc", "")))
     return out
 

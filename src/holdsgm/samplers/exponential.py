@@ -2,9 +2,9 @@
 
 Data prediction in phase space
 ------------------------------
-With the HSM kernel u_t = Phi_t [x0; 0] + L_t eps (auxiliaries marginalised, eps independent of x0),
-the last noise component is eps_n = a_t^T u_t - kappa_t x0 with a_t = row n of L_t^{-1} and
-kappa_t = (L_t^{-1} Phi_t)_{n1}. Taking E[. | u_t] and s = -ell_t E[eps_n | u_t]:
+With the HSM kernel u_t = Phi_t [x0; 0] + C_t z (auxiliaries marginalised, z independent of x0),
+the last noise component is z_n = a_t^T u_t - kappa_t x0 with a_t = row n of C_t^{-1} and
+kappa_t = (C_t^{-1} Phi_t)_{n1}. Taking E[. | u_t] and s = -ell_t E[z_n | u_t] (docs/maths.md, section 5):
 
     E[x0 | u_t] = (a_t^T u_t + s(u_t, t) / ell_t) / kappa_t        (Tweedie from the last score only)
 
@@ -127,12 +127,12 @@ class _Coefficients:
         from scipy.integrate import solve_ivp
 
         n = self.n
-        pieces, owner = [], []
+        pieces, owners = [], []
         for i, (t, t_next, _) in enumerate(problems):
             cuts = self._pieces(t, t_next)
             pieces += list(zip(cuts[:-1], cuts[1:]))
-            owner += [i] * (len(cuts) - 1)
-        owner = np.asarray(owner)
+            owners += [i] * (len(cuts) - 1)
+        owner = np.asarray(owners)
         m = len(pieces)
         rho0 = np.log([p[0] for p in pieces])
         drho = np.log([p[1] for p in pieces]) - rho0
@@ -184,7 +184,7 @@ class _Coefficients:
             for j in np.nonzero(owner == i)[0]:
                 psi = Ys[j] @ psi
                 z = z @ Ys[j].T + Zs[j]
-                if with_p:
+                if Ps is not None:
                     P = Ys[j] @ P @ Ys[j].T + Ps[j]
             noise = _psd_factor(0.5 * (P + P.T)) if with_p else None
             steps.append(_Step(torch.as_tensor(psi), torch.as_tensor(z), noise))
@@ -225,12 +225,12 @@ def _plan(sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, orde
             if corrector and i < steps - 1:  # the new point's value, then the known ones: order k + 1
                 problems.append((ts[i], ts[i + 1], [ts[i + 1]] + nodes))
                 kinds.append((i, "corrector"))
-        plan: list[dict] = [{"nodes": None} for _ in range(steps)]
+        multistep_plan: list[dict] = [{"nodes": None} for _ in range(steps)]
         for (i, kind), st, p in zip(kinds, coef.solve(problems), problems):
-            plan[i][kind] = st
+            multistep_plan[i][kind] = st
             if kind == "main":
-                plan[i]["nodes"] = p[2]
-        return plan
+                multistep_plan[i]["nodes"] = p[2]
+        return multistep_plan
     t0, t1 = np.asarray(ts[:-1]), np.asarray(ts[1:])
     plan: list[dict] = [{"stages": {}} for _ in range(steps)]
     problems, where = [], []
@@ -241,7 +241,7 @@ def _plan(sde: LinearSDE, ts: tuple, form: str, eta: float, ref_var: float, orde
     else:
         r1 = 0.5 if order == 2 else 1.0 / 3.0
         mid1 = coef.lambda_fraction(t0, t1, r1)
-        mid2 = coef.lambda_fraction(t0, t1, 2.0 / 3.0) if order == 3 else None
+        mid2 = coef.lambda_fraction(t0, t1, 2.0 / 3.0) if order == 3 else mid1  # mid2 used for order 3 only
         for i in range(steps):
             problems.append((ts[i], float(mid1[i]), [ts[i]]))
             where.append((i, "s1"))

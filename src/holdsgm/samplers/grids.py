@@ -43,7 +43,7 @@ KERNEL_GRIDS = ("logsnr", "edm", "logell", "log")
 
 
 def signal_to_noise(sde, t) -> "torch.Tensor":
-    """kappa_t = (L_t^{-1} Phi_t)_{n1}: in the whitened last coordinate w_n = kappa_t x0 + eps_n, so
+    """kappa_t = (C_t^{-1} Phi_t)_{n1}: in the whitened last coordinate w_n = kappa_t x0 + z_n, so
     kappa_t^2 is the signal-to-noise ratio of the data in what the score sees. For VP, kappa = alpha / sigma
     (EDM's sigma = 1 / kappa); for HOLD it spans 2e7 (t = 1e-3) to 0.009 (t = 5)."""
     from ..sde.posterior import reference_kernel
@@ -107,7 +107,7 @@ def sde_time_grid(sde, kind: str, steps: int, eps: float | None = None, rho: flo
     """Decreasing grid from T to eps, for every kind of :func:`time_grid` plus grids in the kernel's scales:
 
     * ``log``:    uniform in log t;
-    * ``logell``: uniform in log ell_t (the score's scale 1 / L_t[n, n]);
+    * ``logell``: uniform in log ell_t (the score's scale 1 / C_t[n, n]);
     * ``logsnr``: uniform in lambda = log |kappa_t| (DPM-Solver's log-SNR grid, in phase space);
     * ``edm``:    Karras et al.'s rho-grid (rho = 7) in sigma = 1 / |kappa_t| (EDM's sigma for VP).
     """

@@ -42,7 +42,8 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class Kernel:
-    """Gaussian kernel u_t = phi @ u_s + chol @ eps, per data coordinate (float64, shape (..., n, n))."""
+    """Gaussian kernel u_t = phi @ u_s + chol @ z (z ~ N(0, I)), per data coordinate (float64, shape (..., n, n)).
+    ``chol`` is the Cholesky factor C_t of the covariance (docs/maths.md, section 1)."""
 
     phi: Tensor
     chol: Tensor
@@ -54,7 +55,7 @@ class Kernel:
 
     @property
     def ell(self) -> Tensor:
-        """ell_t = 1 / chol[n, n]: grad_{u_n} log p(u_t | x0) = -ell_t eps_n."""
+        """ell_t = 1 / chol[n, n]: grad_{u_n} log p(u_t | x0) = -ell_t z_n (u_t = mean + chol z)."""
         return 1.0 / self.chol[..., -1, -1]
 
 
@@ -193,7 +194,7 @@ class LinearSDE:
         return lo if lo == hi and t.numel() else None
 
     def ell_at(self, t: float) -> float:
-        """ell_t = 1 / L_t[n, n] at one time, as a Python float (memoised)."""
+        """ell_t = 1 / C_t[n, n] at one time, as a Python float (memoised)."""
         t = float(t)
         return self.cached(("ell", t), lambda: float(self.marginal(t).ell))
 
@@ -337,16 +338,16 @@ class LinearSDE:
         phi = self.marginal(t).phi
         return self.apply(phi, self.join(*([x0] + [torch.zeros_like(x0)] * (self.order - 1))))
 
-    def perturb(self, x0: Tensor, t, eps: Tensor, kernel: Kernel | None = None) -> Tensor:
-        """u_t = Phi_t [x0, 0..] + L_t eps, with eps ~ N(0, I) of the state's shape."""
+    def perturb(self, x0: Tensor, t, z: Tensor, kernel: Kernel | None = None) -> Tensor:
+        """u_t = Phi_t [x0, 0..] + C_t z, with z ~ N(0, I) of the state's shape."""
         t = self.batch_time(t, x0)
         k = kernel if kernel is not None else self.marginal(t)
         b = x0.shape[0]
         mean = k.phi[..., :, :1].to(dtype=x0.dtype, device=x0.device) * x0.reshape(b, 1, -1)  # Phi [x0, 0..]
-        if k.chol.dim() == 3:  # a kernel per sample (training): mean + L eps in one batched product
-            chol = k.chol.to(dtype=eps.dtype, device=eps.device)
-            return torch.baddbmm(mean, chol, eps.reshape(b, self.order, -1)).reshape(eps.shape)
-        return mean.reshape(eps.shape) + self.apply(k.chol, eps)
+        if k.chol.dim() == 3:  # a kernel per sample (training): mean + C z in one batched product
+            chol = k.chol.to(dtype=z.dtype, device=z.device)
+            return torch.baddbmm(mean, chol, z.reshape(b, self.order, -1)).reshape(z.shape)
+        return mean.reshape(z.shape) + self.apply(k.chol, z)
 
     # ------------------------------------------------------------------ prior
     def prior_sample(self, data_shape, noise: Callable[[tuple], Tensor] | None = None,

@@ -207,8 +207,8 @@ def _single_eigenvalue_split(f_key: tuple, n: int):
 def expm_scaled(F: Tensor, b: Tensor) -> Tensor:
     """expm(b F) for many scalars b (shape (...,)) and one (n, n) F: returns (..., n, n), float64.
 
-    When all eigenvalues of F are equal (F = lambda I + N, N^n = 0: critical damping, MATH.md) this is the
-    finite sum e^{lambda b} sum_{k<n} b^k N^k / k!, exact up to rounding and ~20x cheaper than a batched
+    When all eigenvalues of F are equal (F = lambda I + N, N^n = 0: critical damping, docs/maths.md section 3)
+    this is the finite sum e^{lambda b} sum_{k<n} b^k N^k / k!, exact up to rounding and ~20x cheaper than a batched
     ``torch.linalg.matrix_exp`` of tiny matrices; otherwise it is ``matrix_exp``.
     """
     F = F.to(torch.float64)

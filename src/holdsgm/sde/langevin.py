@@ -143,6 +143,8 @@ class Langevin(PhaseSpaceSDE):
         T, eps: time horizon and the smallest time used in training and sampling.
     """
 
+    L: float  # always set: this family has a stationary law
+
     def __init__(self, gamma: Sequence[float] = (), xi: float = 0.5, L: float = 1.0, alpha: float = 0.04,
                  schedule: Schedule | float = 1.0, T: float = 1.0, eps: float = 1e-3, name: str = "langevin"):
         gamma = tuple(float(g) for g in gamma)
@@ -175,7 +177,7 @@ class Langevin(PhaseSpaceSDE):
     def critically_damped(cls, order: int, **kw) -> "Langevin":
         """The critically-damped member of order n: all eigenvalues of F equal -sqrt(2n - 3) (n >= 2).
 
-        n = 2: gamma = (1,), xi = 2;  n = 3: gamma = (1, 2 sqrt 2), xi = 3 sqrt 3 (MATH.md).
+        n = 2: gamma = (1,), xi = 2;  n = 3: gamma = (1, 2 sqrt 2), xi = 3 sqrt 3 (docs/maths.md, section 2).
         For n = 1, xi = 1/2 (VP's OU part). Other orders are found numerically.
         """
         if not (isinstance(order, int) and order >= 1):
@@ -239,6 +241,7 @@ class Langevin(PhaseSpaceSDE):
             phi = expm_scaled(c.F, b)
             cov = c.eye - (phi * c.gap) @ phi.transpose(-1, -2)  # S - Phi (S - S0) Phi^T
         else:  # b^1 .. b^(2n-2) by a running product, then every polynomial in one product
+            assert c.coef0 is not None and c.coef is not None  # set with lam
             poly = torch.addmm(c.coef0, b[:, None].expand(-1, c.coef.shape[0]).cumprod(1), c.coef)
             decay = torch.exp(c.lam * b)[:, None]
             phi = (poly[:, :n * n] * decay).view(-1, n, n)
@@ -279,7 +282,7 @@ class Langevin(PhaseSpaceSDE):
     def _polynomial_constants(self, split, gap: Tensor, s0_sqrt: Tensor, g: Tensor) -> tuple[Tensor, ...]:
         """Coefficients of the critically damped kernel as polynomials in b (F = lam I + N, N^n = 0).
 
-        With A_k = N^k / k!, Phi = e^{lam b} sum_{k<n} b^k A_k (MATH.md) and
+        With A_k = N^k / k!, Phi = e^{lam b} sum_{k<n} b^k A_k (docs/maths.md, section 3) and
 
             Phi (S - S0) Phi^T = e^{2 lam b} sum_{d <= 2n-2} b^d sum_{k+l=d} A_k diag(S - S0) A_l^T;
 
@@ -316,6 +319,7 @@ class Langevin(PhaseSpaceSDE):
             a = noise_factor(c.F, c.g[:, None], b)
             return tril_factor(torch.cat([phi.index_select(0, idx) * c.s0_sqrt, a], dim=-1))
         n = self.order
+        assert c.small_rate is not None  # set with poly
         scale = torch.exp(b[:, None] * c.small_rate)
         scale[:, n:] *= b.sqrt()[:, None]  # the noise rows' sqrt(b)
         mt = poly.index_select(0, idx)[:, 2 * n * n:].view(-1, scale.shape[1], n) * scale[..., None]
@@ -337,6 +341,8 @@ class VPSDE(Langevin):
     The n = 1 Langevin SDE with xi = 1/2, L = 1 and a linear schedule.
     """
 
+    schedule: LinearSchedule
+
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, eps: float = 1e-3,
                  name: str = "vp"):
         super().__init__(gamma=(), xi=0.5, L=1.0, alpha=0.0, schedule=LinearSchedule(beta_min, beta_max, T),
@@ -354,6 +360,8 @@ class VESDE(PhaseSpaceSDE):
     The kernel is exact: x_t = x_0 + N(0, sigma(t)^2 - sigma_min^2) (Song et al. approximate the
     variance by sigma(t)^2). The prior is N(0, sigma_max^2 - sigma_min^2).
     """
+
+    schedule: GeometricVarianceSchedule
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0, eps: float = 1e-5,
                  name: str = "ve"):

@@ -1,11 +1,11 @@
 """Posterior mean E[x0 | u_t] from the last component's score: Tweedie's formula in phase space.
 
-With the HSM kernel u_t = Phi_t [x0; 0] + L_t eps (auxiliaries marginalised, eps ~ N(0, I) independent
+With the HSM kernel u_t = Phi_t [x0; 0] + C_t z (auxiliaries marginalised, z ~ N(0, I) independent
 of x0), the last noise component is exactly
 
-    eps_n = a_t^T u_t - kappa_t x0,    a_t = row n of L_t^{-1},  kappa_t = (L_t^{-1} Phi_t)_{n1}.
+    z_n = a_t^T u_t - kappa_t x0,    a_t = row n of C_t^{-1},  kappa_t = (C_t^{-1} Phi_t)_{n1}.
 
-Taking E[. | u_t] and s = grad_{u_n} log p_t = -ell_t E[eps_n | u_t] (ell_t = 1 / L_t[n, n]):
+Taking E[. | u_t] and s = grad_{u_n} log p_t = -ell_t E[z_n | u_t] (ell_t = 1 / C_t[n, n]; docs/maths.md, section 5):
 
     E[x0 | u_t] = (a_t^T u_t + s(u_t, t) / ell_t) / kappa_t.
 

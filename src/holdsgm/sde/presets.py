@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 from .base import LinearSDE
 from .langevin import VESDE, VPSDE, Langevin
@@ -34,7 +35,7 @@ def _langevin(order: int = 3, **kw):
     return Langevin.critically_damped(order, **{**HOLD_CONSTANTS, "name": f"langevin{order}", **kw})
 
 
-PRESETS = {
+PRESETS: dict[str, Callable[..., LinearSDE]] = {
     "vp": VPSDE,
     "subvp": SubVPSDE,
     "ve": VESDE,

@@ -18,6 +18,8 @@ from .schedules import LinearSchedule
 
 
 class SubVPSDE(LinearSDE):
+    schedule: LinearSchedule
+
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0, eps: float = 1e-3,
                  name: str = "subvp"):
         self.schedule = LinearSchedule(beta_min, beta_max, T)

@@ -3,6 +3,8 @@ set held in memory (classifier-free guidance training by label dropout; optional
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
@@ -11,9 +13,12 @@ from ..losses import EpsModel, hsm_loss
 from ..sde.base import LinearSDE
 from .hsm import STREAM_FLIP, HSMBatch, HSMDraws
 
+if TYPE_CHECKING:
+    from ..data import InfiniteBatchSampler
+
 
 class GenerationTask:
-    """HSM/DSM training of ``net`` (an eps_n predictor) for ``sde`` on the items ``x`` (N, *data_shape).
+    """HSM/DSM training of ``net`` (predicting z_n) for ``sde`` on the items ``x`` (N, *data_shape).
 
     Args:
         labels: class labels (N,) for a class-conditional model (``n_classes`` > 0), else None.
@@ -28,13 +33,11 @@ class GenerationTask:
                  labels: Tensor | None = None, n_classes: int = 0, label_dropout: float = 0.0,
                  random_flip: bool = False, weighting: str = "unit", stratified: bool = True, mixed: bool = False,
                  data_var: float = 1.0):
-        from ..data import InfiniteBatchSampler
-
         self.sde, self.net, self.x, self.labels = sde, net, x, labels if n_classes else None
         self.n_classes, self.random_flip, self.weighting = n_classes, random_flip, weighting
         self.mixed, self.data_var, self.batch_size, self.seed = mixed, data_var, batch_size, seed
         self.draws = HSMDraws(sde, batch_size, seed, stratified, label_dropout)
-        self.sampler: InfiniteBatchSampler | None = None  # this rank's, made by bind()
+        self._sampler: InfiniteBatchSampler | None = None  # this rank's, made by bind()
         self._next = 0
         self.state_shape = sde.state_shape((1, *x.shape[1:]))[1:]
         self._eps_model: tuple[nn.Module, EpsModel] | None = None
@@ -44,10 +47,17 @@ class GenerationTask:
 
         local = self.batch_size // world_size
         self.rows = slice(rank * local, (rank + 1) * local)
-        self.sampler = InfiniteBatchSampler(len(self.x), local, seed=self.seed, rank=rank, world_size=world_size)
+        self._sampler = InfiniteBatchSampler(len(self.x), local, seed=self.seed, rank=rank, world_size=world_size)
         self.draws.bind(device, self.rows)
         self.x = self.x.to(device)
         self.labels = None if self.labels is None else self.labels.to(device)
+
+    @property
+    def sampler(self) -> InfiniteBatchSampler:
+        """This rank's batch sampler (made by :meth:`bind`)."""
+        if self._sampler is None:
+            raise RuntimeError("GenerationTask.bind() must be called before drawing batches")
+        return self._sampler
 
     def batch(self, step: int) -> HSMBatch:
         self._next = step + 1  # recorded in checkpoints as the batch sampler's position
@@ -76,7 +86,7 @@ class GenerationTask:
         return self._eps_model[1]
 
     def loss(self, batch: HSMBatch, net: nn.Module) -> Tensor:
-        return hsm_loss(self.eps_model(net).eps, self.sde, batch.x0, t=batch.t, eps=batch.z,
+        return hsm_loss(self.eps_model(net).eps, self.sde, batch.x0, t=batch.t, z=batch.z,
                         weighting=self.weighting, y=batch.y, reduction="mean", kernel=batch.kernel)
 
     def init_weights(self) -> None:

@@ -32,7 +32,8 @@ class StageTwoTask:
         self.generator = torch.Generator().manual_seed(derive_seed(seed, STREAM_NOISE))
         self.vocoder = VocoderTask(sde, net, speech, batch_size=batch_size, seed=seed, segment_frames=segment_frames,
                                    priorgrad=priorgrad)  # for its conditioned eps model only
-        self._init, self.origin = init, None
+        self._init = init
+        self.origin: dict | None = None
         self.rows = slice(0, batch_size)
 
     def bind(self, device: torch.device, rank: int, world_size: int) -> None:

@@ -78,8 +78,13 @@ class VocoderTask:
 
     def loss(self, batch: HSMBatch, net: nn.Module) -> Tensor:
         model = self.eps_model(net)
-        x0 = batch.x0 / model.net.std(batch.y) if self.priorgrad is not None else batch.x0  # the SDE on u / sigma
-        return hsm_loss(model.eps, self.sde, x0, t=batch.t, eps=batch.z, weighting=self.weighting, y=batch.y,
+        x0 = batch.x0
+        if self.priorgrad is not None:  # the SDE runs on u / sigma
+            from ..audio import priorgrad_std
+
+            pg = self.priorgrad
+            x0 = x0 / priorgrad_std(batch.y, pg["energy_max"], pg["min_std"], pg["hop"])
+        return hsm_loss(model.eps, self.sde, x0, t=batch.t, z=batch.z, weighting=self.weighting, y=batch.y,
                         reduction="mean", kernel=batch.kernel)
 
     def init_weights(self) -> None:
