@@ -40,7 +40,11 @@ import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
-VOLATILE = ("seconds", "figure", "run", "checkpoint", "command", "out", "path", "time")
+VOLATILE = {"figure", "run", "checkpoint", "command", "out", "path"}  # and keys ending in "seconds" (wall times)
+
+
+def volatile(key: str) -> bool:
+    return key in VOLATILE or key.endswith("seconds")
 
 
 def git(*args: str) -> str:
@@ -85,7 +89,7 @@ def same_json(a, b, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if any(v in k for v in VOLATILE):
+            if volatile(k):
                 continue
             if k not in a or k not in b:
                 out.append(f"{path}.{k} (missing on one side)")

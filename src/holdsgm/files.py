@@ -3,6 +3,7 @@
 :func:`atomic_write` writes to a temporary file in the same folder, flushes and fsyncs it, renames it over
 the target (``os.replace``) and fsyncs the folder: the target holds either its old content or all of the
 new. Checkpoints, configs, reports, the classifier cache and the speech corpus's metadata all use it.
+:func:`writable_dir` makes a folder and checks it can be written before any work is done.
 """
 
 from __future__ import annotations
@@ -56,4 +57,18 @@ def atomic_write(path, data: bytes, hook: Callable[[str], None] | None = None, m
     fsync_dir(path.parent)
     if hook is not None:
         hook("written")
+    return path
+
+
+def writable_dir(path, what: str = "output folder") -> Path:
+    """Create the folder ``path`` (and its parents) and check that a file can be written in it; OSError
+    ``cannot write to <what> <path>: <reason>`` otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to {what} {path}: {e.strerror or e}") from None
     return path

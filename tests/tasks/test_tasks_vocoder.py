@@ -202,6 +202,11 @@ def test_vocode_cli_writes_wav_of_the_right_length_and_rate(hold_run, corpus_dir
     np.save(tmp_path / "bad.npy", np.zeros((40, 10), np.float32))
     assert main(["vocode", str(hold_run), "--mel", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "b.wav")]) == 2
     assert "(80, frames)" in capsys.readouterr().err
+    # metrics need a reference: refused before anything is written
+    nometrics = tmp_path / "nometrics.wav"
+    assert main(["vocode", str(hold_run), "--mel", str(tmp_path / "m.npy"), "--out", str(nometrics),
+                 "--metrics"]) == 2
+    assert "--metrics needs --wav" in capsys.readouterr().err and not nometrics.exists()
 
 
 @pytest.mark.parametrize("overrides,needle", [

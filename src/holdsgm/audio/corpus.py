@@ -33,7 +33,7 @@ import numpy as np
 
 from ..checks import check_int
 from ..errors import DataError, HoldsgmError
-from ..files import atomic_write
+from ..files import atomic_write, writable_dir
 from ._deps import require
 from .dataset import METADATA
 
@@ -233,12 +233,9 @@ def build_speech_corpus(out, n: int, seed: int = 0, sr: int = 16000, *, jobs: in
         raise DataError(f"{root} already holds a corpus ({METADATA}); pass --overwrite or choose another "
                         f"--out")
     try:
-        (root / "wavs").mkdir(parents=True, exist_ok=True)
-        probe = root / ".holdsgm-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        writable_dir(root / "wavs", "the corpus folder")
     except OSError as e:
-        raise DataError(f"cannot write the corpus to {root}: {e.strerror or e}") from None
+        raise DataError(f"cannot write the corpus to {root}: {str(e).rsplit(': ', 1)[-1]}") from None
 
     width = max(5, len(str(n - 1)))
     specs = [utterance_spec(seed, i, width) for i in range(n)]

@@ -58,6 +58,7 @@ def _run(args) -> int:
     import numpy as np
 
     from ..errors import DataError
+    from ..files import writable_dir
     from ..mixture import GaussianMixture
     from ..runs.oracle_bench import nfe_to_match, run_oracle_bench
 
@@ -68,7 +69,7 @@ def _run(args) -> int:
             points = np.load(args.points, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read --points {args.points}: {e}") from None
-    _check_writable(args.out)
+    writable_dir(args.out, "--out")
     doc = run_oracle_bench(args.out, mixture=mixture, points=points, quick=args.quick, progress=not args.quiet,
                            sdes=args.sdes, samplers=args.samplers, nfes=args.nfes, n=args.n, seeds=args.seeds)
     try:
@@ -82,11 +83,3 @@ def _run(args) -> int:
     return 0
 
 
-def _check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to --out {path}: {e.strerror or e}") from None

@@ -46,26 +46,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _load_mel(path: str, n_mels: int):
-    import numpy as np
-    import torch
-
-    from ..errors import DataError
-
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"mel file {p} does not exist")
-    try:
-        a = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {p} as a .npy array: {' '.join(str(e).split())}") from None
-    if a.ndim == 3 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 2 or a.shape[0] != n_mels or not np.issubdtype(a.dtype, np.floating):
-        raise DataError(f"{p}: expected a float log-mel of shape ({n_mels}, frames), got {a.dtype} {a.shape}")
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-
-
 def run(args) -> int:
     from ..errors import ConfigError
 
@@ -73,46 +53,20 @@ def run(args) -> int:
         raise ConfigError(f"--nfe must be a positive integer, got {args.nfe}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
-    out = Path(args.out)
-    if out.suffix.lower() != ".wav":
-        raise ConfigError(f"--out must name a .wav file, got {out}")
-
-    from ..audio import log_mel, read_wav, spectrogram_figure, write_wav
-    from ..runs.inference import vocode
+    if Path(args.out).suffix.lower() != ".wav":
+        raise ConfigError(f"--out must name a .wav file, got {args.out}")
+    if args.metrics and not args.wav:
+        raise ConfigError("--metrics needs --wav (a reference)")
     from ..runs.loading import load_run
+    from ..runs.vocoding import vocode_to_file
 
     run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
-    info = run_.dataset_info
-    if not info.is_speech:
-        raise ConfigError(f"{args.run} is not a vocoder run (trained on {info.name!r}, not speech)")
-    a = info.speech
-    sr, hop = int(a["sr"]), int(a["hop"])
-    ref = None
-    if args.wav:
-        ref = read_wav(args.wav, sr)
-        if len(ref) < hop:
-            raise ConfigError(f"{args.wav} is shorter than one frame ({hop} samples)")
-        ref = ref[: len(ref) // hop * hop]
-        mel = log_mel(ref, sr, a["n_fft"], hop, a["n_mels"], a["fmin"], a["fmax"])
-    else:
-        mel = _load_mel(args.mel, int(a["n_mels"]))
-    res = vocode(run_, mel, nfe=args.nfe, sampler=args.sampler, grid=args.grid, seed=args.seed,
-                 progress=not args.quiet and sys.stderr.isatty())
-    write_wav(out, res.wave, sr)
-    line = (f"wrote {out} ({res.wave.numel() / sr:.2f} s at {sr} Hz; NFE {res.nfe}, {res.sampler} on the "
-            f"{res.grid} grid, seed {res.seed}; {res.seconds:.2f} s, RTF {res.rtf:.3f})")
-    if args.figure:
-        out_mel = log_mel(res.wave, sr, a["n_fft"], hop, a["n_mels"], a["fmin"], a["fmax"])
-        label = "reference (from --wav)" if ref is not None else "input mel (--mel)"
-        fig = spectrogram_figure(out.with_suffix(".png"), {label: mel, f"vocoded, NFE {res.nfe}": out_mel},
-                                 sr, hop, title=f"{Path(args.run).name}: {res.sampler}, NFE {res.nfe}")
-        line += f"; figure {fig}"
-    print(line)
-    if args.metrics:
-        if ref is None:
-            raise ConfigError("--metrics needs --wav (a reference)")
-        from ..audio import utterance_metrics
-
-        m = utterance_metrics(ref, res.wave, sr)
-        print("  ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "seconds"))
+    r = vocode_to_file(run_, args.out, wav=args.wav, mel=args.mel, nfe=args.nfe, sampler=args.sampler,
+                       grid=args.grid, seed=args.seed, figure=args.figure, metrics=args.metrics,
+                       progress=not args.quiet and sys.stderr.isatty())
+    print(f"wrote {r['out']} ({r['audio_seconds']:.2f} s at {r['sr']} Hz; NFE {r['nfe']}, {r['sampler']} on the "
+          f"{r['grid']} grid, seed {r['seed']}; {r['seconds']:.2f} s, RTF {r['rtf']:.3f})"
+          + (f"; figure {r['figure']}" if r["figure"] else ""))
+    if r["metrics"] is not None:
+        print("  ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()))
     return 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import CheckpointError
+from ..files import writable_dir
 from .checkpoint import scan_checkpoints
 from .stats import STATS_FILE
 
@@ -25,13 +26,7 @@ CONFIG_FILE = "config.yaml"
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run folder and check it is writable (one clear OSError otherwise)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to run folder {run_dir}: {e.strerror or e}") from None
+    writable_dir(run_dir, "run folder")
 
 
 def find_resume_point(run_dir: Path) -> Path | None:

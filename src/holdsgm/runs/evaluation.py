@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ from ..errors import ConfigError
 from ..progress import progress as progress_bar
 from ..progress import ticking
 from .build import load_split
-from .loading import LoadedRun
 from .inference import class_labels, generate
+from .loading import LoadedRun
 
 
 def heldout(run: LoadedRun, split: str = "test") -> Dataset:

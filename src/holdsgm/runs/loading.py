@@ -36,6 +36,11 @@ class LoadedRun:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    @property
+    def run_dir(self) -> Path:
+        """The run folder (``path`` is the checkpoint loaded, ``RUN/checkpoints/ckpt-<step>`` in a run)."""
+        return self.path.parent.parent if self.path.parent.name == "checkpoints" else self.path
+
 
 def build_from_state(state: dict, source) -> tuple[nn.Module, LinearSDE, Config]:
     """(network, sde, config) described by a checkpoint state; CheckpointError when inconsistent."""

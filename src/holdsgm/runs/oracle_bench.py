@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch

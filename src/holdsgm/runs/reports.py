@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import atomic_write
+from ..files import atomic_write, writable_dir
 
 
 def jsonable(obj):
@@ -52,15 +52,7 @@ def write_json(path, obj) -> Path:
 
 def make_out_dir(path) -> Path:
     """Create an output folder (and check it is writable); OSError naming it otherwise."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to output folder {path}: {e.strerror or e}") from None
-    return path
+    return writable_dir(path, "output folder")
 
 
 def check_writable_file(path) -> Path:

@@ -8,8 +8,8 @@ from torch import Tensor
 
 from ..engine.checkpoint import load_checkpoint
 from ..errors import CheckpointError
-from .config import Config
 from ..sde import sde_dicts_equal
+from .config import Config
 
 log = logging.getLogger("holdsgm.train")
 
