@@ -97,7 +97,13 @@ class DatasetInfo:
 
 
 def priorgrad_settings(config: Config, info: DatasetInfo) -> dict | None:
-    """PriorGrad's settings for :func:`holdsgm.tasks.conditioned_network` (None without it)."""
+    """The vocoder's data-dependent prior for :func:`holdsgm.tasks.conditioned_network`: PriorGrad's
+    settings, the spectral (MDCT) coordinates' (``kind: spectral``), or None (plain)."""
+    if config.model.conditioning == "spectral":
+        if not (info.audio and info.audio.get("spectral_scale")):
+            raise ConfigError(f"model.conditioning is spectral but the data info of {info.name!r} has no "
+                              f"spectral_scale")
+        return {"kind": "spectral", "scale": info.speech["spectral_scale"], "hop": info.speech["hop"]}
     if config.model.conditioning != "priorgrad":
         return None
     if not (info.audio and info.audio.get("energy_max")):
@@ -159,6 +165,11 @@ def speech_info(config: Config, train=None) -> DatasetInfo:
     audio.update(sr=train.sr, seconds=train.seconds)
     if config.model.conditioning == "priorgrad":
         audio["energy_max"] = max_frame_energy(train.mel(i) for i in range(len(train)))
+    if config.model.conditioning == "spectral":
+        from ..audio import spectral_scale
+
+        audio["spectral_scale"] = spectral_scale([it.wave for it in train], (train.mel(i) for i in range(len(train))),
+                                                 HOP)
     return DatasetInfo(name=train.name, data_shape=shape, data_var=var if var > 0 else 1.0, n_train=len(train),
                        audio=audio)
 
@@ -205,6 +216,16 @@ def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
                                   f"got {kw[k]}; remove it")
             kw[k] = info.speech[k]
         kw.update(in_channels=order, out_channels=1)
+        return kw
+    if config.model.kind == "framenet":
+        if not info.is_speech:
+            raise ConfigError(f"config key model.kind: the frame network takes speech (data.name: speech), but "
+                              f"{info.name!r} has items of shape {shape}")
+        if "n_mels" in kw and kw["n_mels"] != info.speech["n_mels"]:
+            raise ConfigError(f"config key model.n_mels: the speech features have n_mels = {info.speech['n_mels']}, "
+                              f"got {kw['n_mels']}; remove it")
+        hop = info.speech["hop"]
+        kw.update(n_mels=info.speech["n_mels"], in_channels=order * hop, out_channels=hop)
         return kw
     if config.model.kind == "mlp":
         if len(shape) != 1:

@@ -324,14 +324,16 @@ class ModelConfig:
     data variance ``data_var`` (null: estimated from the training data). Input/output sizes and
     ``n_classes`` are derived from the data and the SDE order.
 
-    ``conditioning`` (speech data only): ``plain`` (the mel enters only the network) or ``priorgrad``
+    ``conditioning`` (speech data only): ``plain`` (the mel enters only the network), ``priorgrad``
     (PriorGrad, Lee et al. 2022: the SDE runs on ``u / sigma`` with a per-sample noise scale ``sigma`` in
-    ``[priorgrad_min_std, 1]`` from the mel's frame energy, see :mod:`holdsgm.audio.priorgrad`).
+    ``[priorgrad_min_std, 1]`` from the mel's frame energy, see :mod:`holdsgm.audio.priorgrad`) or
+    ``spectral`` (the frame domain: the SDE runs on the orthogonal MDCT coefficients of the wave divided by a
+    per-coefficient scale from the mel, see :mod:`holdsgm.audio.mdct`; needs ``kind: framenet``).
     """
 
     kind: str = doc(
         "mlp",
-        'the network: mlp (vectors), unet (images), diffwave (speech); its arguments are keys of this section '
+        'the network: mlp (vectors), unet (images), diffwave (speech waves), framenet (speech, MDCT frames); its arguments are keys of this section '
         'too (below)')
     mixed_score: bool = doc(
         False,
@@ -341,7 +343,8 @@ class ModelConfig:
         'per-coordinate data variance of the mixed score (null: estimated from the training data)')
     conditioning: str = doc(
         "plain",
-        "speech only: plain (the mel enters the network) or priorgrad (PriorGrad's mel-derived noise scale)")
+        "speech only: plain (the mel enters the network), priorgrad (PriorGrad's mel-derived noise scale) or "
+        "spectral (MDCT frames with a mel-derived scale per coefficient; kind framenet)")
     priorgrad_min_std: float = doc(0.1, 'PriorGrad: the smallest noise scale, in (0, 1]')
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -357,6 +360,9 @@ class ModelConfig:
         self.conditioning = _str("model.conditioning", self.conditioning, CONDITIONINGS)
         self.priorgrad_min_std = _float("model.priorgrad_min_std", self.priorgrad_min_std, 0.0, 1.0, lo_open=True)
         self.kwargs = {k: _plain(f"model.{k}", v) for k, v in _mapping("model.kwargs", self.kwargs).items()}
+        if (self.kind == "framenet") != (self.conditioning == "spectral"):
+            raise ConfigError("config keys model.kind / model.conditioning: the frame-domain network (framenet) and "
+                              "the spectral conditioning go together (kind: framenet, conditioning: spectral)")
         accepted = network_arguments(self.kind)
         for k in self.kwargs:
             if k in DERIVED_NET_ARGS:
@@ -370,7 +376,7 @@ class ModelConfig:
                 "conditioning": self.conditioning, "priorgrad_min_std": self.priorgrad_min_std}
 
 
-CONDITIONINGS = ("plain", "priorgrad")
+CONDITIONINGS = ("plain", "priorgrad", "spectral")
 
 
 def _network_kinds() -> set[str]:
@@ -697,9 +703,9 @@ class Config:
                 )
         if self.train.label_dropout > 0 and not self.data.conditional:
             raise ConfigError("config key train.label_dropout: only meaningful with data.conditional: true")
-        if self.data.is_speech and self.model.kind != "diffwave":
-            raise ConfigError(f"config key model.kind: speech data needs a waveform network (diffwave), got "
-                              f"{self.model.kind!r}")
+        if self.data.is_speech and self.model.kind not in ("diffwave", "framenet"):
+            raise ConfigError(f"config key model.kind: speech data needs a speech network (framenet or diffwave), "
+                              f"got {self.model.kind!r}")
         if self.model.conditioning != "plain" and not self.data.is_speech:
             raise ConfigError(f"config key model.conditioning: {self.model.conditioning!r} needs speech data "
                               f"(data.name: speech)")

@@ -16,10 +16,15 @@ from .hsm import STREAM_SPEECH, HSMBatch, HSMDraws
 
 def conditioned_network(net: nn.Module, priorgrad: dict | None) -> nn.Module:
     """``net`` as the EpsModel should call it: wrapped by :class:`~holdsgm.audio.PriorGradNet` when
-    ``priorgrad`` (``{"energy_max", "min_std", "hop"}``) is given (the SDE then runs on ``u / sigma``)."""
+    ``priorgrad`` (``{"energy_max", "min_std", "hop"}``) is given (the SDE then runs on ``u / sigma``), by
+    :class:`~holdsgm.audio.SpectralNet` for ``{"kind": "spectral", "scale", "hop"}`` (the SDE runs on the
+    whitened MDCT coefficients)."""
     if priorgrad is None:
         return net
-    from ..audio import PriorGradNet
+    from ..audio import PriorGradNet, SpectralCoordinates, SpectralNet
+
+    if priorgrad.get("kind") == "spectral":
+        return SpectralNet(net, SpectralCoordinates(priorgrad["scale"], hop=priorgrad["hop"]))
 
     return PriorGradNet(net, priorgrad["energy_max"], priorgrad["min_std"], priorgrad["hop"])
 
@@ -69,7 +74,10 @@ class VocoderTask:
 
     def batch(self, step: int) -> HSMBatch:
         x0, mel = self.segments(step)
-        z, _ = self.draws.noise(self.sde.state_shape((1, *x0.shape[1:]))[1:])
+        shape = (1, *x0.shape[1:])
+        if self.priorgrad is not None and self.priorgrad.get("kind") == "spectral":
+            shape = (1, self.priorgrad["hop"], mel.shape[-1])
+        z, _ = self.draws.noise(self.sde.state_shape(shape)[1:])
         t, kernel = self.draws.times(step)
         return HSMBatch(x0, mel, t, z, kernel)
 
@@ -77,9 +85,13 @@ class VocoderTask:
         return batch.split(parts)
 
     def loss(self, batch: HSMBatch, net: nn.Module) -> Tensor:
+        from ..audio import SpectralNet
+
         model = self.eps_model(net)
         x0 = batch.x0
-        if self.priorgrad is not None:  # the SDE runs on u / sigma
+        if isinstance(model.net, SpectralNet):  # the SDE runs on the whitened MDCT coefficients
+            x0 = model.net.coords.encode(x0, batch.y)
+        elif self.priorgrad is not None:  # the SDE runs on u / sigma
             from ..audio import priorgrad_std
 
             pg = self.priorgrad
@@ -149,13 +161,15 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
     of the last evaluation, with gradients when ``grad`` (stage two's loss; Lay et al. 2023). For a
     PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
-    ``u / sigma`` and the output is multiplied back by ``sigma``. ``noise``: as in
+    ``u / sigma`` and the output is multiplied back by ``sigma``; for a frame-domain model
+(:class:`holdsgm.audio.SpectralNet`) it works on the whitened MDCT coefficients, which are decoded to the
+    wave at the end (``clip`` does not apply there). ``noise``: as in
     :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
     the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
     waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
     its gradient everywhere; :func:`vocode` clips the finished wave). ``counter``: an object whose
     ``update(1)`` is called at every score evaluation (e.g. a :func:`holdsgm.progress.progress` bar)."""
-    from ..audio import PriorGradNet
+    from ..audio import PriorGradNet, SpectralNet
     from ..samplers import SAMPLERS
     from ..samplers.noise import as_noise
     from ..sde.posterior import clipped_score, posterior_mean
@@ -167,7 +181,9 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     ts, steps = vocoder_times(sde, nfe, sampler, grid)
     noise = as_noise(noise)
     b = mel.shape[0]
-    u = sde.prior_sample((b, 1, mel.shape[-1] * hop), noise=noise, dtype=mel.dtype, device=mel.device)
+    spectral = net.coords if isinstance(net, SpectralNet) else None
+    shape = (b, 1, mel.shape[-1] * hop) if spectral is None else spectral.shape(mel)
+    u = sde.prior_sample(shape, noise=noise, dtype=mel.dtype, device=mel.device)
     score_fn = eps_model.with_condition(mel)
     if counter is not None:
         from ..progress import ticking
@@ -176,7 +192,7 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
     if steps is None or steps:
         step_score = score_fn
-        if clip is not None:
+        if clip is not None and spectral is None:
             step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
         with torch.no_grad():
             kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
@@ -184,4 +200,6 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
         x = posterior_mean(sde, u, t, score_fn(u, t))
+    if spectral is not None:
+        return spectral.decode(x, mel)
     return x if sigma is None else x * sigma
