@@ -1,22 +1,31 @@
-"""SDE vocoder benchmark (issue #5): Griffin-Lim vs the HOLD and VP vocoders, before and after stage two.
+"""SDE vocoder benchmark (issue 17): recordings, Griffin-Lim and the VP / CLD / HOLD frame-domain vocoders,
+before and after stage two, on held-out utterances of the default voice, and out of domain on real speech.
 
-On the held-out split of the built-in espeak-ng corpus (``holdsgm data speech``; 300 utterances, seed 0,
-10 % held out by id): PESQ (wide band), ESTOI, MR-STFT distance, mel-cepstral distortion and the real-time
-factor (compute seconds per audio second, warm: the sampler's one-time coefficient plan is computed on a
-warm-up call first) of
+In domain: the held-out split (5 %, by id, seed 0) of the default voice's corpus (flite ``slt``,
+``holdsgm data speech --out data/speech --n 1200``); the first ``--eval-n`` held-out utterances by id. Out of
+domain: the five LibriVox clips of Debian's ``pocketsphinx-testdata`` (real read speech, with transcripts).
 
+Per utterance: PESQ-wb, ESTOI, multi-resolution STFT distance, MCD (dB), F0 RMSE (cents, frames voiced in
+both) and voicing error (pYIN), DNSMOS P.835 OVRL/SIG/BAK (``speechmos``, if installed), pocketsphinx's
+transcript against the text (WER, pooled over utterances) and the real-time factor (compute s per audio s,
+warm, ``--threads`` torch threads). Rows:
+
+* the recordings themselves (their WER and DNSMOS are the ceiling; the intrusive metrics are trivial);
 * Griffin-Lim (librosa, 32 iterations, momentum 0.99) on the same log-mel;
-* the HOLD and VP vocoders (configs/vocoder-{hold,vp}.yaml, the same network, data, steps and seed) at NFE
-  1, 2, 6 and 50, before (stage one, HSM) and after stage two (configs/vocoder-*-stage2.yaml, K = 2);
-  every row uses the stage-two sampler (exp1, the SDE's grid) so that only the weights differ;
+* each trained vocoder found at ``--runs-dir/vocoder-<sde>`` (stage one) and ``vocoder-<sde>-s2`` (stage
+  two) at NFE ``--nfe`` with the stage-two sampler (exp1 on the EDM grid), so that only the weights differ;
+* ``--pretrained``: the voice shipped with the package, at its default NFE.
 
-with the training budget (steps, minutes) of each row. Trainings are run (or resumed, or skipped when
-complete) in ``--runs``; results go to ``--out`` (JSON + markdown table) and audio samples of the first
-held-out utterance to ``--audio``.
+Mean and 95 % interval (mean +- 1.96 s / sqrt(n)) per metric; WER pooled with a bootstrap 95 % interval.
+Each row names its training budget (steps, minutes from the checkpoint). Results: ``--out`` (JSON +
+markdown); listening examples (the first two held-out utterances and the first LibriVox clip, every
+row): ``--audio`` (``benchmarks/audio/``, ignored by git).
 
-    OMP_NUM_THREADS=2 python benchmarks/vocoder.py [--quick] [--threads 2]
+    holdsgm train vocoder-hold --out runs/vocoder-hold            # and -vp, -cld (stage one)
+    holdsgm train vocoder-hold-stage2 --out runs/vocoder-hold-s2  # stage two
+    OMP_NUM_THREADS=2 python benchmarks/vocoder.py [--sdes hold vp cld] [--pretrained] [--quick]
 
---quick: 8 + 4 training steps, 2 utterances, NFE 1 and 2 (a smoke test of the script only).
+``--quick``: 3 utterances, NFE 1 and 4, no out-of-domain part (a smoke test of the script).
 """
 
 from __future__ import annotations
@@ -26,131 +35,206 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from holdsgm.audio import aggregate_metrics, build_speech_corpus, griffin_lim, log_mel, utterance_metrics, write_wav
-from holdsgm.engine import load_checkpoint
-from holdsgm.runs import load_config, load_run, vocode
-from holdsgm.runs import train as train_run
+from holdsgm.audio import dnsmos_available, griffin_lim, load_speech, log_mel, utterance_metrics, write_wav
+from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
+from holdsgm.audio.metrics import f0_track
+from holdsgm.runs import load_run, vocode
 from holdsgm.runs.build import load_split
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("pesq", "estoi", "mrstft", "mcd", "rtf")
-BETTER = {"pesq": "higher", "estoi": "higher", "mrstft": "lower", "mcd": "lower", "rtf": "lower"}
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+HOP, SR = 256, 16000
+METRICS = ("pesq", "estoi", "mrstft", "mcd", "f0_rmse", "vuv", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "rtf")
+BETTER = {"pesq": "higher", "estoi": "higher", "mrstft": "lower", "mcd": "lower", "f0_rmse": "lower",
+          "vuv": "lower", "dnsmos_ovrl": "higher", "dnsmos_sig": "higher", "dnsmos_bak": "higher", "rtf": "lower",
+          "wer": "lower"}
 
 
-def _train(name: str, preset: str, run_dir: Path, overrides: list[str]) -> dict:
-    cfg = load_config(preset, overrides)
-    t0 = time.perf_counter()
-    result = train_run(cfg, run_dir, verbose=False)
-    ck = load_checkpoint(run_dir)
+class Utterance:
+    def __init__(self, uid: str, wave: torch.Tensor, text: str):
+        self.id, self.text = uid, text
+        self.wave = wave[: len(wave) // HOP * HOP]
+        self.mel = log_mel(self.wave)
+        self.f0 = f0_track(self.wave.numpy())
+
+
+def _librivox() -> list[Utterance]:
+    texts = {}
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        body, _, uid = line.rpartition("(")
+        texts[uid.strip(" )")] = body.replace("<s>", "").replace("</s>", "").strip()
+    ds = load_speech(LIBRIVOX, SR)
+    return [Utterance(it.id, torch.from_numpy(it.wave), texts[it.id]) for it in ds if it.id in texts]
+
+
+def _score(utts: list[Utterance], make, with_dnsmos: bool, audio_dir: Path | None, tag: str, n_audio: int) -> dict:
+    """Per-utterance metrics of the waves ``make(i, utt) -> (wave, compute seconds)``, summarised."""
+    per, wer_pairs = [], []
+    for i, u in enumerate(utts):
+        wave, seconds = make(i, u)
+        wave = wave[: len(u.wave)]
+        m = utterance_metrics(u.wave, wave, SR, with_dnsmos=with_dnsmos)
+        from holdsgm.audio.metrics import f0_metrics
+
+        m.update(f0_metrics(u.wave.numpy(), wave.numpy(), SR, ref_track=u.f0[: _frames(len(wave))]))
+        m["rtf"] = seconds * SR / len(wave) if seconds is not None else math.nan
+        per.append(m)
+        wer_pairs.append(word_errors(u.text, transcribe(wave)))
+        if audio_dir is not None and i < n_audio:
+            write_wav(audio_dir / f"{u.id}-{tag}.wav", wave)
+    return _summary(per, wer_pairs)
+
+
+def _frames(n_samples: int) -> int:
+    return 1 + n_samples // (SR // 100)
+
+
+def _summary(per: list[dict], wer_pairs: list) -> dict:
+    out = {}
+    for m in METRICS:
+        v = np.array([r.get(m, math.nan) for r in per], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            half = 1.96 * v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else math.nan
+            out[m] = {"mean": float(v.mean()), "ci95": float(half), "n": int(v.size)}
+        else:
+            out[m] = {"mean": math.nan, "ci95": math.nan, "n": 0}
+    out["wer"] = corpus_wer(wer_pairs)
+    return out
+
+
+def _budget(run) -> dict:
+    from holdsgm.engine import load_checkpoint
+
+    ck = load_checkpoint(run.path)
+    b = {"steps": ck.step, "minutes": round(float(ck.state.get("elapsed", 0.0)) / 60, 1)}
     origin = ck.state.get("stage2_origin")
-    budget = {"steps": ck.step, "minutes": round(float(ck.state.get("elapsed", 0.0)) / 60, 2),
-              "complete": result.complete, "wall_seconds_this_call": round(time.perf_counter() - t0, 1)}
     if origin:
-        budget["stage1_steps"] = origin["init_step"]
-        budget["stage1_minutes"] = round(origin["init_seconds"] / 60, 2)
-    print(f"[{name}] step {ck.step}/{cfg.train.steps}, {budget['minutes']} training minutes", file=sys.stderr)
-    return budget
+        b.update(stage1_steps=origin["init_step"], stage1_minutes=round(origin["init_seconds"] / 60, 1))
+    return b
 
 
-def _timed_gl(mel) -> tuple[torch.Tensor, float]:
-    t0 = time.perf_counter()
-    wave = griffin_lim(mel, n_iter=32)
-    return wave, time.perf_counter() - t0
+def _vocoder_rows(name: str, run, utts, nfes, sampler, grid, args, audio_dir, n_audio, domain) -> list[dict]:
+    rows = []
+    budget = _budget(run) if name != "shipped" else {"steps": run.step, "minutes": math.nan}
+    for nfe in nfes:
+        vocode(run, utts[0].mel[:, :16], nfe=nfe, sampler=sampler, grid=grid)  # warm-up: the sampler's plan
+
+        def make(i, u, nfe=nfe):
+            res = vocode(run, u.mel, nfe=nfe, sampler=sampler, grid=grid, seed=i)
+            return res.wave, res.seconds
+
+        t0 = time.perf_counter()
+        s = _score(utts, make, args.dnsmos, audio_dir, f"{name}-nfe{nfe}", n_audio)
+        label = {"shipped": "shipped voice"}.get(name, f"{run.sde.name.upper()} "
+                                                       f"{'stage two' if name.endswith('-s2') else 'stage one'}")
+        rows.append({"domain": domain, "method": label, "run": name, "nfe": nfe, "sampler": f"{sampler}/{grid}",
+                     "budget": budget, **s})
+        print(f"[{domain}] {label} NFE {nfe}: " + _line(s) + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return rows
+
+
+def _line(s: dict) -> str:
+    return ", ".join(f"{m} {s[m]['mean']:.3f}" for m in ("pesq", "estoi", "mcd", "f0_rmse", "dnsmos_ovrl")) + \
+        f", WER {100 * s['wer']['wer']:.1f} %"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", default=str(REPO / "data" / "speech"))
+    p.add_argument("--runs-dir", default=str(REPO / "runs"))
+    p.add_argument("--sdes", nargs="+", default=["vp", "cld", "hold"])
+    p.add_argument("--pretrained", action="store_true", help="also score the voice shipped with the package")
+    p.add_argument("--eval-n", type=int, default=20, help="held-out utterances scored")
+    p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 6, 50])
+    p.add_argument("--ood-nfe", type=int, nargs="+", default=[4, 50], help="NFE of the out-of-domain rows")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (RTF)")
+    p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--corpus", default=str(REPO / "runs" / "speech"))
-    p.add_argument("--n-utterances", type=int, default=300)
-    p.add_argument("--runs", default=str(REPO / "runs" / "bench-vocoder"))
-    p.add_argument("--stage1-steps", type=int, default=300)
-    p.add_argument("--stage2-steps", type=int, default=100)
-    p.add_argument("--eval-n", type=int, default=8, help="held-out utterances scored")
-    p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 6, 50])
-    p.add_argument("--threads", type=int, default=2, help="torch threads for the evaluation (RTF)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    p.add_argument("--audio", default=str(REPO / "benchmarks" / "audio"))
+    p.add_argument("--audio", default=str(REPO / "benchmarks" / "audio" / "vocoder"))
     args = p.parse_args(argv)
+    if args.dnsmos and not dnsmos_available():
+        print("note: speechmos/onnxruntime not installed: no DNSMOS (pip install 'holdsgm[dnsmos]')", file=sys.stderr)
+        args.dnsmos = False
     if args.quick:
-        args.stage1_steps, args.stage2_steps, args.eval_n, args.nfe = 8, 4, 2, [1, 2]
-        args.runs = str(Path(args.runs).with_name(Path(args.runs).name + "-quick"))
-    tag = "vocoder" + ("-quick" if args.quick else "")
-    out, audio_dir, runs = Path(args.out), Path(args.audio), Path(args.runs)
-    out.mkdir(parents=True, exist_ok=True)
-
-    corpus = Path(args.corpus)
-    if not (corpus / "metadata.csv").is_file():
-        build_speech_corpus(corpus, args.n_utterances, seed=0)
-    data = [f"data.path={corpus}"]
-
-    # ------------------------------------------------------------------ training (resumes / skips)
-    budgets = {}
-    for sde in ("hold", "vp"):
-        budgets[sde] = _train(sde, f"vocoder-{sde}", runs / sde, [*data, f"train.steps={args.stage1_steps}"])
-        budgets[f"{sde}-s2"] = _train(
-            f"{sde}-s2", f"vocoder-{sde}-stage2", runs / f"{sde}-s2",
-            [*data, f"train.steps={args.stage2_steps}", f"stage2.init={runs / sde}"])
-
-    # ------------------------------------------------------------------ evaluation
+        args.eval_n, args.nfe = 3, [1, 4]
     torch.set_num_threads(args.threads)
-    loaded = {name: load_run(runs / name) for name in budgets}
-    test = load_split(loaded["hold"].config.data, "test")
-    items = sorted(test.items, key=lambda it: it.id)[: args.eval_n]
-    refs = []
-    for it in items:
-        wave = torch.from_numpy(it.wave)
-        wave = wave[: len(wave) // 256 * 256]
-        refs.append((it.id, wave, log_mel(wave)))
-    seconds = sum(len(w) for _, w, _ in refs) / 16000
-    print(f"scoring {len(refs)} held-out utterances ({seconds:.1f} s of audio) on {args.threads} thread(s)",
-          file=sys.stderr)
+    tag = "vocoder" + ("-quick" if args.quick else "")
+    out, audio_dir, runs_dir = Path(args.out), Path(args.audio), Path(args.runs_dir)
+    out.mkdir(parents=True, exist_ok=True)
     audio_dir.mkdir(parents=True, exist_ok=True)
-    first_id = refs[0][0]
-    write_wav(audio_dir / f"{tag}-reference.wav", refs[0][1])
 
-    rows = []
-    gl_rows = []
-    griffin_lim(refs[0][2][:, :8], n_iter=2)  # warm librosa (numba) before timing
-    for i, (_uid, wave, mel) in enumerate(refs):
-        gl, sec = _timed_gl(mel)
-        gl_rows.append({**utterance_metrics(wave, gl), "rtf": sec * 16000 / len(wave)})
-        if i == 0:
-            write_wav(audio_dir / f"{tag}-griffin-lim.wav", gl)
-    rows.append({"method": "Griffin-Lim (32 it.)", "run": None, "nfe": None, "sampler": None,
-                 "budget": None, **_summary(gl_rows)})
+    runs = {}
+    for sde in args.sdes:
+        for name in (f"vocoder-{sde}", f"vocoder-{sde}-s2"):
+            if (runs_dir / name / "checkpoints").is_dir():
+                runs[name] = load_run(runs_dir / name)
+            else:
+                print(f"note: no run {runs_dir / name}: its rows are left out", file=sys.stderr)
+    if args.pretrained:
+        from holdsgm.runs.pretrained import DEFAULT_VOICE, load_pretrained
 
-    for name, run in loaded.items():
-        s2 = loaded[name.removesuffix("-s2") + "-s2"].config.stage2  # the same sampler before and after
-        sampler, grid = s2.sampler, s2.grid
-        for nfe in args.nfe:
-            vocode(run, refs[0][2][:, :16], nfe=nfe, sampler=sampler, grid=grid)  # warm-up: the sampler's plan
-            per = []
-            for i, (_uid, wave, mel) in enumerate(refs):
-                res = vocode(run, mel, nfe=nfe, sampler=sampler, grid=grid, seed=i)
-                per.append({**utterance_metrics(wave, res.wave), "rtf": res.rtf})
-                if i == 0 and nfe in (2, 6, 50):
-                    write_wav(audio_dir / f"{tag}-{name}-nfe{nfe}.wav", res.wave)
-            sde = run.sde.name
-            label = f"{sde.upper()} {'after stage two' if '-s2' in name else 'stage one'}"
-            rows.append({"method": label, "run": name, "nfe": res.nfe, "sampler": f"{sampler}/{grid}",
-                         "budget": budgets[name], **_summary(per)})
-            print(f"[{name}] NFE {nfe}: " + ", ".join(f"{m} {rows[-1][m]['mean']:.3f}" for m in METRICS),
-                  file=sys.stderr)
+        runs["shipped"] = load_pretrained(DEFAULT_VOICE)
+    if not runs:
+        raise SystemExit("no vocoder runs found (train them first; see the docstring)")
+    any_run = next(iter(runs.values()))
+    data_cfg = any_run.config.data
+    data_cfg.options["path"] = args.corpus
+    test = load_split(data_cfg, "test")
+    items = sorted(test.items, key=lambda it: it.id)[: args.eval_n]
+    utts = [Utterance(it.id, torch.from_numpy(it.wave), it.normalized_text) for it in items]
+    seconds = sum(len(u.wave) for u in utts) / SR
+    print(f"scoring {len(utts)} held-out utterances ({seconds:.1f} s) on {args.threads} thread(s)", file=sys.stderr)
 
+    domains = [("in domain", utts, args.nfe, 2)]
+    if not args.quick and LIBRIVOX.is_dir():
+        domains.append(("LibriVox (out of domain)", _librivox(), args.ood_nfe, 1))
+    griffin_lim(utts[0].mel[:, :8], n_iter=2)  # warm librosa (numba) before timing
+    rows: list[dict] = []
+    for domain, us, nfes, n_audio in domains:
+        rows.append({"domain": domain, "method": "recordings", "run": None, "nfe": None, "sampler": None,
+                     "budget": None, **_score(us, lambda i, u: (u.wave, None), args.dnsmos, audio_dir, "recording",
+                                              n_audio)})
+        print(f"[{domain}] recordings: {_line(rows[-1])}", file=sys.stderr)
+
+        def gl(i, u):
+            t0 = time.perf_counter()
+            w = griffin_lim(u.mel, n_iter=32)
+            return w, time.perf_counter() - t0
+
+        rows.append({"domain": domain, "method": "Griffin-Lim (32 it.)", "run": None, "nfe": None, "sampler": None,
+                     "budget": None, **_score(us, gl, args.dnsmos, audio_dir, "griffin-lim", n_audio)})
+        print(f"[{domain}] Griffin-Lim: {_line(rows[-1])}", file=sys.stderr)
+        for name, run in runs.items():
+            s2 = run.config.stage2
+            sampler, grid = (s2.sampler, s2.grid) if s2.enabled else ("exp1", "edm")
+            run_nfes = nfes
+            if name == "shipped":
+                run_nfes = [s2.nfe if s2.enabled else run.config.sample.nfe]
+            rows += _vocoder_rows(name, run, us, run_nfes, sampler, grid, args, audio_dir, n_audio, domain)
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                check=False).stdout.strip()
+    except OSError:
+        commit = ""
     result = {
-        "issue": 5, "quick": args.quick, "corpus": str(corpus), "n_utterances_scored": len(refs),
-        "audio_seconds_scored": round(seconds, 2), "utterance_ids": [r[0] for r in refs],
-        "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.2f} at the end", "torch": torch.__version__, "seed": 0,
+        "issue": 17, "quick": args.quick, "corpus": args.corpus, "n_utterances_scored": len(utts),
+        "audio_seconds_scored": round(seconds, 2), "utterance_ids": [u.id for u in utts],
+        "threads": args.threads, "commit": commit,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
+        "torch": torch.__version__, "seed": "utterance i uses noise seed i",
         "command": "python benchmarks/vocoder.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "better": BETTER, "rows": rows, "audio_samples": {"utterance": first_id, "folder": str(audio_dir)},
+        "better": BETTER, "rows": rows, "audio": str(audio_dir),
     }
     (out / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{tag}.md").write_text(_markdown(result))
@@ -158,50 +242,57 @@ def main(argv=None) -> int:
     return 0
 
 
-def _summary(per: list[dict]) -> dict:
-    agg = aggregate_metrics(per)
-    return {m: {"mean": agg[m]["mean"], "std": agg[m]["std"], "n": agg[m]["n"]} for m in METRICS}
-
-
-def _fmt(v: dict, digits: int = 3) -> str:
-    mean, std = v["mean"], v["std"]
-    return "n/a" if not math.isfinite(mean) else f"{mean:.{digits}f} ± {std:.{digits - 1}f}"
+def _fmt(v: dict, digits: int = 2) -> str:
+    if not math.isfinite(v["mean"]):
+        return "n/a"
+    ci = "" if not math.isfinite(v["ci95"]) else f" ± {v['ci95']:.{digits}f}"
+    return f"{v['mean']:.{digits}f}{ci}"
 
 
 def _markdown(res: dict) -> str:
-    gl = res["rows"][0]
     lines = [
         f"# Vocoder benchmark{' (quick smoke test)' if res['quick'] else ''}",
         "",
         f"{res['n_utterances_scored']} held-out utterances ({res['audio_seconds_scored']} s) of {res['corpus']}; "
-        f"{res['threads']} torch thread(s); {res['machine']}; torch {res['torch']}; seed {res['seed']}.",
-        f"Command: `{res['command']}`. Mean ± std over utterances. PESQ/ESTOI: higher is better; MR-STFT, MCD "
-        f"(dB), RTF (compute s per audio s, < 1 is faster than real time): lower is better. **Bold**: beats "
-        f"Griffin-Lim.",
-        "",
-        "| method | NFE | sampler/grid | training (steps, min) | PESQ | ESTOI | MR-STFT | MCD | RTF |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"{res['threads']} torch thread(s); {res['machine']}; torch {res['torch']}; commit {res['commit']}; "
+        f"{res['seed']}.",
+        f"Command: `{res['command']}`. Mean ± 95 % interval over utterances; WER pooled over utterances with a "
+        f"bootstrap 95 % interval. Higher is better for PESQ, ESTOI, DNSMOS; lower for the rest. F0 RMSE in "
+        f"cents, V/UV: fraction of 10 ms frames whose voicing differs, RTF: compute s per audio s. **Bold**: "
+        f"better than Griffin-Lim.",
     ]
+    gl = {}
     for r in res["rows"]:
+        if r["method"].startswith("Griffin"):
+            gl[r["domain"]] = r
+    domain = None
+    for r in res["rows"]:
+        if r["domain"] != domain:
+            domain = r["domain"]
+            lines += ["", f"## {domain}", "",
+                      "| method | NFE | training (steps; min) | PESQ | ESTOI | MR-STFT | MCD | F0 RMSE | V/UV | "
+                      "DNSMOS OVRL | WER % | RTF |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         b = r["budget"]
         if b is None:
             budget = "-"
         elif "stage1_steps" in b:
-            budget = (f"{b['stage1_steps']} + {b['steps']} (stage two); {b['stage1_minutes']:.1f} + "
-                      f"{b['minutes']:.1f}")
+            budget = f"{b['stage1_steps']} + {b['steps']}; {b['stage1_minutes']} + {b['minutes']}"
         else:
-            budget = f"{b['steps']}; {b['minutes']:.1f}"
+            budget = f"{b['steps']}; {b['minutes']}"
         cells = []
-        for m in METRICS:
-            text = _fmt(r[m])
-            if r is not gl and m in ("pesq", "estoi", "mrstft", "mcd"):
-                better = r[m]["mean"] > gl[m]["mean"] if BETTER[m] == "higher" else r[m]["mean"] < gl[m]["mean"]
+        g = gl.get(r["domain"])
+        for m in ("pesq", "estoi", "mrstft", "mcd", "f0_rmse", "vuv", "dnsmos_ovrl"):
+            text = _fmt(r[m], 3 if m in ("estoi", "vuv") else 2)
+            if g is not None and r is not g and r["method"] != "recordings" and math.isfinite(r[m]["mean"]):
+                better = r[m]["mean"] > g[m]["mean"] if BETTER[m] == "higher" else r[m]["mean"] < g[m]["mean"]
                 text = f"**{text}**" if better else text
             cells.append(text)
-        lines.append(f"| {r['method']} | {r['nfe'] or '-'} | {r['sampler'] or '-'} | {budget} | "
-                     + " | ".join(cells) + " |")
-    lines += ["", f"Audio samples (utterance {res['audio_samples']['utterance']}): {res['audio_samples']['folder']}.",
-              ""]
+        w = r["wer"]
+        cells.append(f"{100 * w['wer']:.1f} [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}]")
+        cells.append(_fmt(r["rtf"], 3))
+        lines.append(f"| {r['method']} | {r['nfe'] or '-'} | {budget} | " + " | ".join(cells) + " |")
+    lines += ["", f"Listening examples: {res['audio']} (`<utterance>-<row>.wav`).", ""]
     return "\n".join(lines)
 
 

@@ -85,3 +85,49 @@ def test_cli(tmp_path, capsys):
     assert len(ds) == 2 and sf.info(ds[0].path).samplerate == 22050
     assert main(["data", "speech", "--out", str(tmp_path / "c"), "--n", "2"]) == 2
     assert "already holds a corpus" in capsys.readouterr().err
+
+
+def test_default_engine_is_flite_slt_with_phone_end_times(corpus_dir):
+    """The session corpus is the default: flite's slt, one speaker, with each phone's end time."""
+    from holdsgm.audio.corpus import read_durations
+
+    durations = read_durations(corpus_dir)
+    ds = load_speech(corpus_dir)
+    assert set(durations) == set(ds.ids)
+    for it in ds:
+        phones, ends = durations[it.id]
+        assert phones[0] == "pau" and len(phones) >= 4 and all(p.isalpha() for p in phones)
+        assert ends == sorted(ends) and 0 < ends[-1] <= it.num_samples / 16000 + 1e-3
+        assert ends[-1] > 0.8 * it.num_samples / 16000  # the phones cover the utterance
+
+
+def test_engines_voices_and_errors(tmp_path):
+    import shutil
+
+    espeak = build_speech_corpus(tmp_path / "espeak", 2, engine="espeak", voice=None, seed=7)
+    assert espeak.engine == "espeak" and espeak.voice == "mix" and not (tmp_path / "espeak" / "durations.csv").exists()
+    one = build_speech_corpus(tmp_path / "one", 2, engine="espeak", voice="en-us", seed=7)
+    assert one.voice == "en-us"
+    rms = build_speech_corpus(tmp_path / "rms", 2, engine="flite", voice="rms", seed=7)
+    assert rms.voice == "rms" and (tmp_path / "rms" / "durations.csv").is_file()
+    with pytest.raises(DataError, match="flite has no voice 'nope'; voices: .*slt"):
+        build_speech_corpus(tmp_path / "bad", 1, engine="flite", voice="nope")
+    with pytest.raises(DataError, match="unknown speech engine"):
+        build_speech_corpus(tmp_path / "bad", 1, engine="mbrola")
+    with pytest.raises(DataError, match="needs a voice"):
+        build_speech_corpus(tmp_path / "bad", 1, engine="flite", voice=None)
+    with pytest.raises(HoldsgmError, match="apt-get install flite"):
+        build_speech_corpus(tmp_path / "bad", 1, engine="flite", program="no-such-flite")
+    if shutil.which("festival") is None:
+        pytest.skip("festival is not installed (apt-get install festival festvox-us-slt-hts)")
+    fest = build_speech_corpus(tmp_path / "fest", 2, engine="festival", seed=7)
+    assert fest.voice == "cmu_us_slt_arctic_hts" and (tmp_path / "fest" / "durations.csv").is_file()
+
+
+def test_cli_engine_and_voice(tmp_path, capsys):
+    assert main(["data", "speech", "--out", str(tmp_path / "c"), "--n", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "flite voice slt" in out and "durations.csv" in out
+    assert main(["data", "speech", "--out", str(tmp_path / "e"), "--n", "2", "--engine", "espeak", "--voice", "nope",
+                 "--quiet"]) == 2
+    assert "espeak-ng failed" in capsys.readouterr().err and not (tmp_path / "e" / "metadata.csv").exists()

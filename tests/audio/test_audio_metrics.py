@@ -134,3 +134,18 @@ def test_dnsmos_is_optional(pair):
         assert out is None
         with pytest.raises(ValueError, match="speechmos"):
             utterance_metrics(clean, clean, with_dnsmos=True)
+
+
+def test_f0_metrics_zero_for_identical_and_an_octave_is_1200_cents():
+    from holdsgm.audio.metrics import f0_metrics
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    env = (np.sin(2 * np.pi * 2 * t) > 0).astype(np.float64)  # voiced half the time
+    tone = lambda f: env * sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 6)) * 0.3
+    same = f0_metrics(tone(150.0), tone(150.0), sr)
+    assert same["f0_rmse"] == 0.0 and same["vuv"] == 0.0
+    octave = f0_metrics(tone(150.0), tone(300.0), sr)
+    assert octave["f0_rmse"] == pytest.approx(1200.0, rel=0.03)
+    silent = f0_metrics(tone(150.0), np.zeros(sr), sr)
+    assert math.isnan(silent["f0_rmse"]) and 0.3 < silent["vuv"] < 0.7

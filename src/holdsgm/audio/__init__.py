@@ -13,6 +13,7 @@ from .corpus import CorpusSummary, build_speech_corpus
 from .dataset import SpeechDataset, SpeechItem, load_speech, random_segments
 from .features import FMAX, FMIN, HOP, N_FFT, N_MELS, SR, griffin_lim, log_mel, mel_basis
 from .io import read_wav, spectrogram_figure, write_wav
+from .mdct import SpectralCoordinates, SpectralNet, imdct, mdct, spectral_scale, spectral_std
 from .metrics import (
     aggregate_metrics,
     dnsmos,
@@ -25,11 +26,11 @@ from .metrics import (
     rtf,
     utterance_metrics,
 )
-from .mdct import SpectralCoordinates, SpectralNet, imdct, mdct, spectral_scale, spectral_std
 from .priorgrad import PriorGradNet, frame_energy, max_frame_energy, priorgrad_std
 
 __all__ = [
-    "FMAX", "FMIN", "HOP", "N_FFT", "N_MELS", "SR", "CorpusSummary", "PriorGradNet", "SpectralCoordinates", "SpectralNet", "imdct", "mdct", "spectral_scale", "spectral_std", "SpeechDataset", "SpeechItem",
+    "FMAX", "FMIN", "HOP", "N_FFT", "N_MELS", "SR", "CorpusSummary", "PriorGradNet", "SpectralCoordinates",
+    "SpectralNet", "imdct", "mdct", "spectral_scale", "spectral_std", "SpeechDataset", "SpeechItem",
     "aggregate_metrics", "build_speech_corpus", "dnsmos", "estoi", "frame_energy", "griffin_lim", "l2_loss",
     "load_speech", "log_mel", "max_frame_energy", "mel_basis", "mel_cepstral_distortion", "mrstft_distance",
     "mrstft_loss", "pesq_wb", "priorgrad_std", "random_segments", "read_wav", "rtf", "spectrogram_figure",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..files import atomic_write
 from ..plotting import pyplot, save_figure
 from ._deps import require
 from .dataset import _read_wav
@@ -19,21 +21,39 @@ from .features import SR, as_wave_tensor
 def read_wav(path, sr: int = SR) -> Tensor:
     """A WAV file as a mono float32 tensor (L,) at ``sr`` (channels averaged, resampled with soxr);
     DataError naming the file when it is missing, unreadable, empty or not finite."""
+    return read_wav_noting(path, sr)[0]
+
+
+def read_wav_noting(path, sr: int = SR) -> tuple[Tensor, list[str]]:
+    """:func:`read_wav` and a note for each conversion made (channels mixed down, rate resampled)."""
     p = Path(os.fspath(path))
     if not p.is_file():
         raise DataError(f"WAV file {p} does not exist")
-    return torch.from_numpy(_read_wav(p, sr))
+    wave = _read_wav(p, sr)  # DataError on a corrupt, empty or non-finite file
+    info = require("soundfile").info(str(p))
+    notes = []
+    if info.channels > 1:
+        notes.append(f"{p.name} has {info.channels} channels: mixed down to mono (their mean)")
+    if int(info.samplerate) != int(sr):
+        notes.append(f"{p.name} is at {info.samplerate} Hz: resampled to {sr} Hz (soxr HQ)")
+    return torch.from_numpy(wave), notes
 
 
 def write_wav(path, wave, sr: int = SR) -> Path:
-    """Write a mono wave (values clipped to [-1, 1]) as 16-bit PCM; creates the parent folder."""
+    """Write a mono wave (values clipped to [-1, 1]) as 16-bit PCM, atomically (the file holds its old
+    content or the whole new wave, never a part); creates the parent folder."""
     sf = require("soundfile")
     x = as_wave_tensor(wave).detach().to("cpu", torch.float32).reshape(-1).numpy()
     if not np.isfinite(x).all():
         raise DataError(f"refusing to write {path}: the wave contains NaN or inf")
     p = Path(os.fspath(path))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(p), np.clip(x, -1.0, 1.0), int(sr), subtype="PCM_16")
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1.0, 1.0), int(sr), format="WAV", subtype="PCM_16")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, buf.getvalue())
+    except OSError as e:
+        raise DataError(f"cannot write {p}: {e.strerror or e}") from None
     return p
 
 

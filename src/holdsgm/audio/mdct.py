@@ -1,4 +1,5 @@
-"""The frame domain of the SDE vocoder: an orthogonal MDCT and a mel-derived per-coefficient noise scale.
+"""The frame domain of the SDE vocoder: an orthogonal MDCT and a mel-derived per-coefficient noise scale
+(docs/maths.md, section 9).
 
 **MDCT** (modified discrete cosine transform; Princen & Bradley 1986, the lapped transform of MP3/AAC/
 Opus). With ``M`` = the mel hop (256 at 16 kHz), frame ``t`` takes the ``2M`` samples starting at
@@ -148,6 +149,22 @@ def spectral_scale(waves, logmels, m: int = HOP) -> float:
     if not den > 0:
         raise DataError("spectral_scale needs at least one utterance of two frames or more")
     return math.sqrt(num / den)
+
+
+def whitened_variance(waves, logmels, scale: float, floor: float = SPECTRAL_FLOOR, m: int = HOP) -> float:
+    """The mean square of the whitened coefficients ``mdct(x) / sigma`` over utterances (the variance of
+    the SDE's data in the frame domain; about 1 by the choice of ``scale``)."""
+    num, count = 0.0, 0
+    for w, mel in zip(waves, logmels):
+        w = as_wave_tensor(w)
+        n = min(w.shape[-1] // m, mel.shape[-1])
+        if n < 2:
+            continue
+        x = mdct(w[..., : n * m].double(), m) / spectral_std(mel[..., :n].double(), scale, floor, m)
+        num, count = num + float(x.square().sum()), count + x.numel()
+    if not count:
+        raise DataError("whitened_variance needs at least one utterance of two frames or more")
+    return num / count
 
 
 class SpectralNet(torch.nn.Module):

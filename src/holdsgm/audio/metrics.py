@@ -9,6 +9,9 @@ Per utterance (:func:`utterance_metrics`, a dict; :func:`aggregate_metrics` over
 * ``mrstft``: multi-resolution STFT distance (ParallelWaveGAN, Yamamoto et al. 2020), see
   :func:`mrstft_loss`; 0 for identical signals, lower is better.
 * ``mcd``: mel-cepstral distortion in dB, see :func:`mel_cepstral_distortion`; lower is better.
+* ``f0_rmse``, ``vuv``: F0 RMSE in cents over the frames voiced in both signals, and the voicing
+  decision error (fraction of frames voiced in one signal but not the other), from librosa's pYIN
+  (Mauch & Dixon 2014; 10 ms frames, 60-500 Hz); lower is better; see :func:`f0_metrics`.
 * ``dnsmos_*`` (only with ``dnsmos=True`` and the optional ``speechmos`` + ``onnxruntime`` installed):
   DNSMOS P.835 (Reddy et al. 2022) ``ovrl``, ``sig``, ``bak`` and P.808 ``p808``, non-intrusive.
 
@@ -237,6 +240,31 @@ def dnsmos(wave, sr: int = SR) -> dict | None:
     return {f"dnsmos_{k[:-4]}": float(out[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")}
 
 
+def f0_track(wave, sr: int = SR) -> np.ndarray:
+    """F0 in Hz per 10 ms frame (0 where unvoiced) from librosa's pYIN (60-500 Hz, 64 ms frames)."""
+    librosa = require("librosa")
+    sr = _check_sr(sr)
+    f0, voiced, _ = librosa.pyin(_np1d(wave, "wave").astype(np.float32), fmin=60.0, fmax=500.0, sr=sr,
+                                 frame_length=1024 * sr // 16000, hop_length=sr // 100)
+    return np.where(voiced, np.nan_to_num(f0), 0.0)
+
+
+def f0_metrics(ref, deg, sr: int = SR, ref_track: np.ndarray | None = None) -> dict:
+    """``{f0_rmse, vuv}``: the RMSE of ``1200 log2(F0_deg / F0_ref)`` (cents) over frames voiced in both
+    (NaN when there are none) and the fraction of frames whose voicing decisions differ. ``ref_track``:
+    :func:`f0_track` of ``ref`` cut to the shorter length, when already known (it is the slow part)."""
+    r, d = _pair(ref, deg)
+    fr = f0_track(r, sr) if ref_track is None else ref_track
+    fd = f0_track(d, sr)
+    n = min(len(fr), len(fd))
+    fr, fd = fr[:n], fd[:n]
+    vr, vd = fr > 0, fd > 0
+    both = vr & vd
+    cents = 1200.0 * np.log2(fd[both] / fr[both]) if both.any() else np.array([])
+    return {"f0_rmse": float(np.sqrt(np.mean(cents ** 2))) if cents.size else math.nan,
+            "vuv": float(np.mean(vr != vd)) if n else math.nan}
+
+
 def rtf(seconds_compute: float, n_samples: int, sr: int = SR) -> float:
     """Real-time factor: compute time / duration of the audio produced (< 1 is faster than real time)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples <= 0:
@@ -244,13 +272,17 @@ def rtf(seconds_compute: float, n_samples: int, sr: int = SR) -> float:
     return float(seconds_compute) * _check_sr(sr) / int(n_samples)
 
 
-def utterance_metrics(ref, deg, sr: int = SR, *, with_dnsmos: bool = False, mcd_align: bool = False) -> dict:
-    """``{seconds, pesq, estoi, mrstft, mcd}`` (+ ``dnsmos_*`` of ``deg`` when ``with_dnsmos`` and
-    available) for one reference / degraded pair, both cut to the shorter length."""
+def utterance_metrics(ref, deg, sr: int = SR, *, with_dnsmos: bool = False, mcd_align: bool = False,
+                      with_f0: bool = False) -> dict:
+    """``{seconds, pesq, estoi, mrstft, mcd}`` (+ ``f0_rmse`` and ``vuv`` when ``with_f0``, + ``dnsmos_*``
+    of ``deg`` when ``with_dnsmos`` and available) for one reference / degraded pair, both cut to the
+    shorter length."""
     r, d = _pair(ref, deg)
     out = {"seconds": len(r) / _check_sr(sr), "pesq": pesq_wb(r, d, sr), "estoi": estoi(r, d, sr),
            "mrstft": mrstft_distance(r, d),
            "mcd": mel_cepstral_distortion(r, d, sr, align=mcd_align)}
+    if with_f0:
+        out.update(f0_metrics(r, d, sr))
     if with_dnsmos:
         scores = dnsmos(d, sr)
         if scores is None:
@@ -280,6 +312,7 @@ def aggregate_metrics(rows: list[dict]) -> dict:
 
 __all__ = [
     "MCD_CONSTANT", "MRSTFT_RESOLUTIONS_16K", "aggregate_metrics", "dnsmos", "dnsmos_available", "estoi",
+    "f0_metrics", "f0_track",
     "l2_loss", "mel_cepstral_distortion", "mel_cepstrum", "mrstft_distance", "mrstft_loss", "pesq_wb", "rtf",
     "utterance_metrics",
 ]

@@ -1,11 +1,15 @@
-"""``holdsgm vocode RUN (--wav IN.wav | --mel IN.npy) --out OUT.wav [--nfe K] [--sampler S] [--seed N]``:
-turn a log-mel spectrogram into a waveform with a trained SDE vocoder (a speech run of ``holdsgm train``).
+"""``holdsgm vocode [RUN] (--wav IN.wav | --mel IN.npy) --out OUT.wav [--nfe K] [--sampler S] [--seed N]``:
+turn a log-mel spectrogram into a waveform with a trained SDE vocoder (a speech run of ``holdsgm train``), or
+with the default voice shipped with the package when no RUN is given.
 
 With ``--wav`` the mel is computed from the file (:func:`holdsgm.audio.log_mel`, the run's features) and the
 file is the reference of the figure (and of ``--metrics``); ``--mel`` reads an ``.npy`` array of shape
 (n_mels, frames) or (1, n_mels, frames). The output has ``frames * hop`` samples at the run's sample rate.
 NFE, sampler and grid default to the run's: a stage-two run uses the K it was fine-tuned for. A PNG
-next to OUT.wav compares the reference and output spectrograms.
+next to OUT.wav compares the reference and output spectrograms. A WAV of another rate is resampled and a
+stereo one mixed down (each with a note); an output that would exceed full scale is scaled down, never
+clipped (with a note). Bad input (a missing, corrupt or empty WAV, a clip shorter than two frames, a mel of
+the wrong shape or with NaNs) is one line on stderr and exit status 2, and no output file is written.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ def register(subparsers) -> None:
         description="Vocode a log-mel spectrogram (from --wav or --mel) with a trained speech run and write "
                     "a WAV plus a spectrogram figure (OUT.png) comparing reference and output.",
         formatter_class=HelpFormatter)
-    p.add_argument("run", metavar="RUN", help="a trained vocoder run folder (or checkpoint folder)")
+    p.add_argument("run", metavar="RUN", nargs="?", default=None,
+                   help="a trained vocoder run folder (or checkpoint folder); default: the shipped voice")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--wav", metavar="IN.wav", help="reference audio: its log-mel is vocoded")
     src.add_argument("--mel", metavar="IN.npy", help="a log-mel array (n_mels, frames) to vocode")
@@ -60,13 +65,23 @@ def run(args) -> int:
     from ..runs.loading import load_run
     from ..runs.vocoding import vocode_to_file
 
-    run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
+    if args.run is None:
+        from ..runs.pretrained import DEFAULT_VOICE, load_pretrained
+
+        if not args.ema:
+            raise ConfigError("the shipped voice holds EMA weights only: drop --no-ema or give a RUN")
+        run_ = load_pretrained(DEFAULT_VOICE, "vocoder", device=args.device)
+        print(f"using the shipped voice {DEFAULT_VOICE!r} ({run_.path})", file=sys.stderr)
+    else:
+        run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
     r = vocode_to_file(run_, args.out, wav=args.wav, mel=args.mel, nfe=args.nfe, sampler=args.sampler,
                        grid=args.grid, seed=args.seed, figure=args.figure, metrics=args.metrics,
                        progress=not args.quiet and sys.stderr.isatty())
     print(f"wrote {r['out']} ({r['audio_seconds']:.2f} s at {r['sr']} Hz; NFE {r['nfe']}, {r['sampler']} on the "
           f"{r['grid']} grid, seed {r['seed']}; {r['seconds']:.2f} s, RTF {r['rtf']:.3f})"
           + (f"; figure {r['figure']}" if r["figure"] else ""))
+    for note in r["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     if r["metrics"] is not None:
         print("  ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()))
     return 0

@@ -14,8 +14,8 @@ from torch import nn
 from ..errors import ConfigError, HoldsgmError
 from .common import ScoreNetwork
 from .diffwave import DiffWave
-from .framenet import FrameNet
 from .embeddings import ClassEmbedding, GaussianFourierEmbedding, SinusoidalEmbedding, TimeEmbedding
+from .framenet import FrameNet
 from .mlp import MLP
 from .unet import UNet
 
@@ -23,8 +23,9 @@ NETWORKS: dict[str, type[ScoreNetwork]] = {"mlp": MLP, "unet": UNet, "diffwave":
 
 
 def build_network(kind: str, **kwargs) -> ScoreNetwork:
-    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave`` or ``framenet``) from keyword arguments; ConfigError on an unknown
-    kind, an unknown or missing argument (naming it and listing the accepted ones) or a bad value."""
+    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave`` or ``framenet``) from keyword arguments;
+    ConfigError on an unknown kind, an unknown or missing argument (naming it and listing the accepted ones) or
+    a bad value."""
     if not isinstance(kind, str) or kind not in NETWORKS:
         raise ConfigError(f"unknown network kind {kind!r:.60}; choices: {', '.join(NETWORKS)}")
     cls = NETWORKS[kind]
@@ -50,6 +51,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "MLP", "NETWORKS", "ScoreNetwork", "SinusoidalEmbedding",
+    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "MLP", "NETWORKS", "ScoreNetwork",
+    "SinusoidalEmbedding",
     "TimeEmbedding", "UNet", "build_network", "count_parameters",
 ]

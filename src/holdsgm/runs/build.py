@@ -148,8 +148,9 @@ def _read(data: DataConfig, source: str):
 
 
 def speech_info(config: Config, train=None) -> DatasetInfo:
-    """What a vocoder knows of its speech data: segment shape, features, sample variance, and
-    PriorGrad's ``energy_max`` (the largest frame energy of the training mels) when it is used.
+    """What a vocoder knows of its speech data: segment shape, features, the variance of the SDE's data
+    (the samples'; for the spectral conditioning the whitened MDCT coefficients'), PriorGrad's
+    ``energy_max`` (the largest frame energy of the training mels) or the spectral prior's scale.
     ``train=None``: from the config alone (the features and shapes; no statistics, ``n_train = 0``)."""
     import numpy as np
 
@@ -166,10 +167,11 @@ def speech_info(config: Config, train=None) -> DatasetInfo:
     if config.model.conditioning == "priorgrad":
         audio["energy_max"] = max_frame_energy(train.mel(i) for i in range(len(train)))
     if config.model.conditioning == "spectral":
-        from ..audio import spectral_scale
+        from ..audio.mdct import spectral_scale, whitened_variance
 
-        audio["spectral_scale"] = spectral_scale([it.wave for it in train], (train.mel(i) for i in range(len(train))),
-                                                 HOP)
+        waves, mels = [it.wave for it in train], [train.mel(i) for i in range(len(train))]
+        audio["spectral_scale"] = spectral_scale(waves, mels, m=HOP)
+        var = whitened_variance(waves, mels, audio["spectral_scale"], m=HOP)  # the SDE's data: MDCT / sigma
     return DatasetInfo(name=train.name, data_shape=shape, data_var=var if var > 0 else 1.0, n_train=len(train),
                        audio=audio)
 
@@ -286,7 +288,8 @@ def build_task(config: Config, comp: Components):
     if config.data.is_speech:
         speech = dict(speech=comp.train, batch_size=tc.batch_size, seed=tc.seed,
                       segment_frames=comp.info.speech["segment_frames"],
-                      priorgrad=priorgrad_settings(config, comp.info))
+                      priorgrad=priorgrad_settings(config, comp.info), mixed=config.model.mixed_score,
+                      data_var=comp.data_var)
         if config.stage2.enabled:
             s2 = config.stage2
             return StageTwoTask(comp.sde, comp.net, hop=comp.info.speech["hop"], nfe=s2.nfe, sampler=s2.sampler,

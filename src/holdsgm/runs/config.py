@@ -333,8 +333,8 @@ class ModelConfig:
 
     kind: str = doc(
         "mlp",
-        'the network: mlp (vectors), unet (images), diffwave (speech waves), framenet (speech, MDCT frames); its arguments are keys of this section '
-        'too (below)')
+        'the network: mlp (vectors), unet (images), diffwave (speech waves), framenet (speech, MDCT frames); its '
+        'arguments are keys of this section too (below)')
     mixed_score: bool = doc(
         False,
         "add CLD's analytic Gaussian score to the network's output (Dockhorn et al. 2022, sec. 3.2)")

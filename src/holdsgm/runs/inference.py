@@ -9,10 +9,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, HoldsgmError
 from ..sde import clipped_score
 from ..tasks import vocoder_sample
 from .loading import LoadedRun
+
+#: the largest |sample| a vocoded wave is written with (16-bit PCM saturates at 1)
+PEAK = 0.999
+#: the fewest mel frames a vocoder takes (the MDCT of the frame-domain vocoder needs two)
+MIN_FRAMES = 2
 
 
 @dataclass
@@ -172,6 +177,8 @@ class Vocoded:
     grid: str
     seed: int
     seconds: float
+    gain: float = 1.0
+    """The factor the wave was scaled by so that its peak fits in [-1, 1] without clipping (1: none)."""
 
     @property
     def rtf(self) -> float:
@@ -183,7 +190,8 @@ class Vocoded:
 def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None = None, grid: str | None = None,
            seed: int = 0, progress: bool = False) -> Vocoded:
     """Vocode one log-mel (n_mels, frames) (:func:`holdsgm.audio.log_mel` of the run's features) with a
-    trained speech run (:func:`vocoder_sample`, the wave clipped to [-1, 1]); ``nfe``/``sampler``/``grid``
+    trained speech run (:func:`vocoder_sample`; a wave whose peak exceeds :data:`PEAK` is scaled down to it,
+    never clipped, and :attr:`Vocoded.gain` says by how much); ``nfe``/``sampler``/``grid``
     default to :func:`vocoder_defaults`. The noise comes from a per-sample generator seeded with ``seed``."""
     from ..progress import progress as progress_bar
     from ..samplers import PerSampleNoise
@@ -196,10 +204,13 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     if mel.dim() == 3 and mel.shape[0] == 1:
         mel = mel[0]
     n_mels = audio["n_mels"]
-    if mel.dim() != 2 or mel.shape[0] != n_mels or mel.shape[1] < 1:
-        raise ConfigError(f"the mel must have shape ({n_mels}, frames), got {tuple(mel.shape)}")
+    if mel.dim() != 2 or mel.shape[0] != n_mels:
+        raise DataError(f"the mel must have shape ({n_mels}, frames), got {tuple(mel.shape)}")
+    if mel.shape[1] < MIN_FRAMES:
+        raise DataError(f"the mel has {mel.shape[1]} frame(s); the vocoder needs at least {MIN_FRAMES} "
+                        f"({MIN_FRAMES * audio['hop']} samples)")
     if not bool(torch.isfinite(mel).all()):
-        raise ConfigError("the mel contains NaN or inf")
+        raise DataError("the mel contains NaN or inf")
     d = vocoder_defaults(run)
     nfe, sampler, grid = nfe or d["nfe"], sampler or d["sampler"], grid or d["grid"]
     counter = progress_bar(enabled=False)  # counts the evaluations used (the adaptive ODE chooses its own)
@@ -207,5 +218,9 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     x = vocoder_sample(run.eps_model, run.sde, mel[None].to(run.device), nfe=nfe, sampler=sampler, grid=grid,
                        noise=PerSampleNoise([seed]), progress=progress, hop=audio["hop"], counter=counter)
     seconds = time.perf_counter() - t0
-    wave = x[0, 0].float().cpu().clamp(-1.0, 1.0)
-    return Vocoded(wave, int(audio["sr"]), int(counter.n), sampler, grid, seed, seconds)
+    wave = x[0, 0].float().cpu()
+    if not bool(torch.isfinite(wave).all()):
+        raise HoldsgmError("the vocoder produced NaN or inf (a diverging sampler? try more NFE or another sampler)")
+    peak = float(wave.abs().max())
+    gain = PEAK / peak if peak > PEAK else 1.0
+    return Vocoded(wave * gain, int(audio["sr"]), int(counter.n), sampler, grid, seed, seconds, gain)

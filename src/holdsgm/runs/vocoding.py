@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .inference import vocode
+from .inference import MIN_FRAMES, PEAK, vocode
 from .loading import LoadedRun
 
 
@@ -28,6 +28,8 @@ def load_mel(path, n_mels: int) -> torch.Tensor:
         a = a[0]
     if a.ndim != 2 or a.shape[0] != n_mels or not np.issubdtype(a.dtype, np.floating):
         raise DataError(f"{p}: expected a float log-mel of shape ({n_mels}, frames), got {a.dtype} {a.shape}")
+    if not np.isfinite(a).all():
+        raise DataError(f"{p}: the log-mel contains NaN or inf")
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
@@ -38,7 +40,8 @@ def vocode_to_file(run: LoadedRun, out, *, wav=None, mel=None, nfe: int | None =
     ``out`` (a ``.wav``), plus ``out.png`` comparing the input and output spectrograms when ``figure``.
     ``metrics`` (needs ``wav``) adds PESQ, ESTOI, MR-STFT and MCD against the reference. Returns a summary:
     the :class:`~holdsgm.runs.inference.Vocoded` fields, the paths written and the metrics."""
-    from ..audio import log_mel, read_wav, spectrogram_figure, utterance_metrics, write_wav
+    from ..audio import log_mel, spectrogram_figure, utterance_metrics, write_wav
+    from ..audio.io import read_wav_noting
 
     out = Path(out)
     if out.suffix.lower() != ".wav":
@@ -53,20 +56,23 @@ def vocode_to_file(run: LoadedRun, out, *, wav=None, mel=None, nfe: int | None =
     a = info.speech
     sr, hop = int(a["sr"]), int(a["hop"])
     features = (a["n_fft"], hop, a["n_mels"], a["fmin"], a["fmax"])
-    ref = None
+    ref, notes = None, []
     if wav is not None:
-        ref = read_wav(wav, sr)
-        if len(ref) < hop:
-            raise ConfigError(f"{wav} is shorter than one frame ({hop} samples)")
+        ref, notes = read_wav_noting(wav, sr)
+        if len(ref) < MIN_FRAMES * hop:
+            raise DataError(f"{wav} is too short: {len(ref)} samples at {sr} Hz; the vocoder needs at least "
+                            f"{MIN_FRAMES * hop} ({MIN_FRAMES} frames of {hop})")
         ref = ref[: len(ref) // hop * hop]
         mel_in = log_mel(ref, sr, *features)
     else:
         mel_in = load_mel(mel, int(a["n_mels"]))
     res = vocode(run, mel_in, nfe=nfe, sampler=sampler, grid=grid, seed=seed, progress=progress)
     write_wav(out, res.wave, sr)
+    if res.gain != 1.0:
+        notes.append(f"the output peaked at {PEAK / res.gain:.3f}: scaled by {res.gain:.3f} so that nothing clips")
     summary: dict = {"out": str(out), "sr": sr, "audio_seconds": res.wave.numel() / sr, "nfe": res.nfe,
                      "sampler": res.sampler, "grid": res.grid, "seed": res.seed, "seconds": res.seconds,
-                     "rtf": res.rtf, "figure": None, "metrics": None}
+                     "rtf": res.rtf, "gain": res.gain, "notes": notes, "figure": None, "metrics": None}
     if figure:
         label = "reference (from --wav)" if ref is not None else "input mel (--mel)"
         panels = {label: mel_in, f"vocoded, NFE {res.nfe}": log_mel(res.wave, sr, *features)}

@@ -50,11 +50,14 @@ class SpeechSegments:
 class VocoderTask:
     """HSM training of a waveform network conditioned on the log-mel (``speech``: a
     :class:`~holdsgm.audio.SpeechDataset`; segments of ``segment_frames`` frames). ``priorgrad``: see
-    :func:`conditioned_network`."""
+    :func:`conditioned_network`. ``mixed``/``data_var``: CLD's mixed score (the network predicts the residual
+    to the Gaussian score of data with per-coordinate variance ``data_var``, in the SDE's coordinates)."""
 
     def __init__(self, sde: LinearSDE, net: nn.Module, speech, *, batch_size: int, seed: int, segment_frames: int,
-                 priorgrad: dict | None = None, weighting: str = "unit", stratified: bool = True):
+                 priorgrad: dict | None = None, weighting: str = "unit", stratified: bool = True,
+                 mixed: bool = False, data_var: float = 1.0):
         self.sde, self.net, self.priorgrad, self.weighting = sde, net, priorgrad, weighting
+        self.mixed, self.data_var = mixed, data_var
         self.segments = SpeechSegments(speech, batch_size, segment_frames, seed)
         self.draws = HSMDraws(sde, batch_size, seed, stratified)
         self.batch_size = batch_size
@@ -69,7 +72,8 @@ class VocoderTask:
     def eps_model(self, net: nn.Module) -> EpsModel:
         """The eps/score wrapper of ``net`` (with PriorGrad's scale where it is on), made once per network."""
         if self._eps_model is None or self._eps_model[0] is not net:
-            self._eps_model = (net, EpsModel(conditioned_network(net, self.priorgrad), self.sde))
+            self._eps_model = (net, EpsModel(conditioned_network(net, self.priorgrad), self.sde, mixed=self.mixed,
+                                             data_var=self.data_var))
         return self._eps_model[1]
 
     def batch(self, step: int) -> HSMBatch:
