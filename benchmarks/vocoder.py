@@ -2,7 +2,8 @@
 before and after stage two, on held-out utterances of the default voice, and out of domain on real speech.
 
 In domain: the held-out split (5 %, by id, seed 0) of the default voice's corpus (flite ``slt``,
-``holdsgm data speech --out data/speech --n 1200``); the first ``--eval-n`` held-out utterances by id. Out of
+``holdsgm data speech --out data/speech --n 1200``); the first ``--eval-n`` held-out utterances by id of at
+least 1.5 s (ESTOI needs that much speech). Out of
 domain: the five LibriVox clips of Debian's ``pocketsphinx-testdata`` (real read speech, with transcripts).
 
 Per utterance: PESQ-wb, ESTOI, multi-resolution STFT distance, MCD (dB), F0 RMSE (cents, frames voiced in
@@ -43,15 +44,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from holdsgm.audio import dnsmos_available, griffin_lim, load_speech, log_mel, utterance_metrics, write_wav
+from holdsgm.audio import griffin_lim, load_speech, log_mel, utterance_metrics, write_wav
 from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
-from holdsgm.audio.metrics import f0_track
+from holdsgm.audio.metrics import dnsmos_available, f0_metrics, f0_track
 from holdsgm.runs import load_run, vocode
 from holdsgm.runs.build import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 HOP, SR = 256, 16000
+MIN_SECONDS = 1.5
 METRICS = ("pesq", "estoi", "mrstft", "mcd", "f0_rmse", "vuv", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "rtf")
 BETTER = {"pesq": "higher", "estoi": "higher", "mrstft": "lower", "mcd": "lower", "f0_rmse": "lower",
           "vuv": "lower", "dnsmos_ovrl": "higher", "dnsmos_sig": "higher", "dnsmos_bak": "higher", "rtf": "lower",
@@ -82,8 +84,6 @@ def _score(utts: list[Utterance], make, with_dnsmos: bool, audio_dir: Path | Non
         wave, seconds = make(i, u)
         wave = wave[: len(u.wave)]
         m = utterance_metrics(u.wave, wave, SR, with_dnsmos=with_dnsmos)
-        from holdsgm.audio.metrics import f0_metrics
-
         m.update(f0_metrics(u.wave.numpy(), wave.numpy(), SR, ref_track=u.f0[: _frames(len(wave))]))
         m["rtf"] = seconds * SR / len(wave) if seconds is not None else math.nan
         per.append(m)
@@ -190,7 +190,9 @@ def main(argv=None) -> int:
     data_cfg = any_run.config.data
     data_cfg.options["path"] = args.corpus
     test = load_split(data_cfg, "test")
-    items = sorted(test.items, key=lambda it: it.id)[: args.eval_n]
+    # at least MIN_SECONDS: ESTOI needs 30 frames of 384 ms of speech (it returns 1e-5 on "Not today.")
+    items = [it for it in sorted(test.items, key=lambda it: it.id) if it.num_samples >= MIN_SECONDS * SR]
+    items = items[: args.eval_n]
     utts = [Utterance(it.id, torch.from_numpy(it.wave), it.normalized_text) for it in items]
     seconds = sum(len(u.wave) for u in utts) / SR
     print(f"scoring {len(utts)} held-out utterances ({seconds:.1f} s) on {args.threads} thread(s)", file=sys.stderr)

@@ -68,6 +68,9 @@ def test_tiny_frame_vocoder_trains_with_each_sde(corpus_dir, tmp_path, sde, n):
     run = load_run(tmp_path / sde)
     assert run.sde.order == n and run.net.in_channels == n * 256 and run.net.out_channels == 256
     assert isinstance(run.eps_model.net, SpectralNet) and run.dataset_info.audio["spectral_scale"] > 0
+    # the mixed score, in training and in the loaded run, with the whitened coefficients' variance (~1)
+    assert run.eps_model.mixed and 0.3 < run.eps_model.data_var < 3
+    assert run.eps_model.data_var == pytest.approx(run.dataset_info.data_var)
     mel = log_mel(torch.from_numpy(load_split(cfg.data, "test")[0].wave))
     out = vocode(run, mel, nfe=3)
     assert out.wave.shape == (mel.shape[-1] * 256,) and torch.isfinite(out.wave).all()

@@ -43,18 +43,19 @@ from .features import FMAX, FMIN, HOP, N_FFT, N_MELS, SR, as_wave_tensor, mel_ba
 #: the smallest noise scale, relative to a unit-variance coefficient (digital silence stays finite)
 SPECTRAL_FLOOR = 1e-4
 _CACHE: dict[tuple, Tensor] = {}
+_BASES: dict[tuple, tuple[Tensor, Tensor]] = {}
 
 
 def _basis(m: int, device, dtype) -> tuple[Tensor, Tensor]:
     """(window (2M,), basis (2M, M)) of the orthonormal MDCT, cached per device and dtype."""
     key = ("mdct", m, torch.device(device or "cpu"), dtype)
-    if key not in _CACHE:
+    if key not in _BASES:
         n = torch.arange(2 * m, dtype=torch.float64)
         k = torch.arange(m, dtype=torch.float64)
         window = torch.sin(math.pi * (n + 0.5) / (2 * m))
         basis = math.sqrt(2.0 / m) * torch.cos(math.pi / m * (n[:, None] + 0.5 + m / 2) * (k[None] + 0.5))
-        _CACHE[key] = (window.to(device=device, dtype=dtype), basis.to(device=device, dtype=dtype))
-    return _CACHE[key]
+        _BASES[key] = (window.to(device=device, dtype=dtype), basis.to(device=device, dtype=dtype))
+    return _BASES[key]
 
 
 def _check_length(length: int, m: int) -> int:

@@ -56,7 +56,7 @@ def vocode_to_file(run: LoadedRun, out, *, wav=None, mel=None, nfe: int | None =
     a = info.speech
     sr, hop = int(a["sr"]), int(a["hop"])
     features = (a["n_fft"], hop, a["n_mels"], a["fmin"], a["fmax"])
-    ref, notes = None, []
+    ref, notes = None, list[str]()
     if wav is not None:
         ref, notes = read_wav_noting(wav, sr)
         if len(ref) < MIN_FRAMES * hop:

@@ -94,6 +94,7 @@ class VocoderTask:
         model = self.eps_model(net)
         x0 = batch.x0
         if isinstance(model.net, SpectralNet):  # the SDE runs on the whitened MDCT coefficients
+            assert batch.y is not None  # speech batches carry their mels
             x0 = model.net.coords.encode(x0, batch.y)
         elif self.priorgrad is not None:  # the SDE runs on u / sigma
             from ..audio import priorgrad_std
