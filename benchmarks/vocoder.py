@@ -158,6 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--ood-nfe", type=int, nargs="+", default=[4, 50], help="NFE of the out-of-domain rows")
     p.add_argument("--threads", type=int, default=2, help="torch threads (RTF)")
     p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
+    p.add_argument("--no-ood", dest="ood", action="store_false", help="skip the out-of-domain (LibriVox) rows")
+    p.add_argument("--tag", default="vocoder", help="results file name (default vocoder: results/vocoder.json)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--audio", default=str(REPO / "benchmarks" / "audio" / "vocoder"))
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.eval_n, args.nfe = 3, [1, 4]
     torch.set_num_threads(args.threads)
-    tag = "vocoder" + ("-quick" if args.quick else "")
+    tag = args.tag + ("-quick" if args.quick else "")
     out, audio_dir, runs_dir = Path(args.out), Path(args.audio), Path(args.runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +200,7 @@ def main(argv=None) -> int:
     print(f"scoring {len(utts)} held-out utterances ({seconds:.1f} s) on {args.threads} thread(s)", file=sys.stderr)
 
     domains = [("in domain", utts, args.nfe, 2)]
-    if not args.quick and LIBRIVOX.is_dir():
+    if not args.quick and args.ood and LIBRIVOX.is_dir():
         domains.append(("LibriVox (out of domain)", _librivox(), args.ood_nfe, 1))
     griffin_lim(utts[0].mel[:, :8], n_iter=2)  # warm librosa (numba) before timing
     rows: list[dict] = []

@@ -57,7 +57,7 @@ def test_text_normalisation():
 
 def test_missing_espeak_says_how_to_install(tmp_path):
     with pytest.raises(HoldsgmError, match="espeak-ng was not found") as e:
-        build_speech_corpus(tmp_path / "c", 1, espeak="no-such-espeak-ng-binary")
+        build_speech_corpus(tmp_path / "c", 1, engine="espeak", espeak="no-such-espeak-ng-binary")
     assert "apt-get install espeak-ng" in str(e.value) and ESPEAK_INSTALL in str(e.value)
 
 

@@ -18,10 +18,11 @@ def test_shapes_zero_start_and_rebuild():
     assert isinstance(rebuilt, FrameNet) and rebuilt.config == net.config
 
 
-def test_output_depends_on_state_time_and_mel_after_training_a_little():
+def test_output_depends_on_state_time_and_mel_once_the_zero_initialised_layers_move():
     torch.manual_seed(0)
     net = FrameNet(**TINY)
-    torch.nn.init.normal_(net.output.weight, std=0.1)
+    for layer in (net.output, *(b.mod for b in net.blocks)):  # zero at the start: the output and the time modulation
+        torch.nn.init.normal_(layer.weight, std=0.1)
     u, y, t = torch.randn(2, 24, 7), torch.randn(2, 5, 7), torch.tensor([0.1, 0.7])
     base = net(u, t, y)
     for changed in (net(u + 1, t, y), net(u, t + 0.2, y), net(u, t, y + 1)):

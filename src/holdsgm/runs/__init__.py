@@ -12,6 +12,8 @@ Public API::
     train(config, run_dir) -> TrainResult             # or make_engine(config, run_dir).fit()
     load_run(run_dir, which="ema", device="cpu") -> LoadedRun(net, eps_model, sde, config, step, dataset_info)
     generate(run, n, sampler=..., nfe=...) -> Generated
+    load_pretrained("slt") -> LoadedRun                # the voice shipped with the package (:mod:`.pretrained`)
+    vocode(run, mel, nfe=..., sampler=...) -> Vocoded
 """
 
 from .build import DatasetInfo
@@ -31,10 +33,11 @@ from .config import (
 )
 from .inference import Generated, class_labels, generate, vocode
 from .loading import LoadedRun, load_run
+from .pretrained import load_pretrained
 from .training import make_engine, train
 
 __all__ = [
     "Config", "DataConfig", "DatasetInfo", "EvalConfig", "Generated", "LoadedRun", "ModelConfig", "SDEConfig",
-    "SampleConfig", "TrainConfig", "apply_overrides", "class_labels", "generate", "load_config", "load_run",
+    "SampleConfig", "TrainConfig", "apply_overrides", "class_labels", "generate", "load_config", "load_pretrained", "load_run",
     "make_engine", "preset_names", "resolve_config_path", "save_config", "train", "vocode",
 ]

@@ -168,7 +168,7 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
     ``u / sigma`` and the output is multiplied back by ``sigma``; for a frame-domain model
 (:class:`holdsgm.audio.SpectralNet`) it works on the whitened MDCT coefficients, which are decoded to the
-    wave at the end (``clip`` does not apply there). ``noise``: as in
+    wave at the end (there ``clip`` switches the bound of the coordinates, ``coords.clip``, on or off). ``noise``: as in
     :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
     the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
     waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
@@ -197,7 +197,9 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
     if steps is None or steps:
         step_score = score_fn
-        if clip is not None and spectral is None:
+        if clip is not None and spectral is not None:  # whitened units (audio.mdct.SPECTRAL_CLIP)
+            step_score = clipped_score(score_fn, sde, spectral.clip)
+        elif clip is not None:
             step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
         with torch.no_grad():
             kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
