@@ -38,6 +38,6 @@ from .training import make_engine, train
 
 __all__ = [
     "Config", "DataConfig", "DatasetInfo", "EvalConfig", "Generated", "LoadedRun", "ModelConfig", "SDEConfig",
-    "SampleConfig", "TrainConfig", "apply_overrides", "class_labels", "generate", "load_config", "load_pretrained", "load_run",
-    "make_engine", "preset_names", "resolve_config_path", "save_config", "train", "vocode",
+    "SampleConfig", "TrainConfig", "apply_overrides", "class_labels", "generate", "load_config", "load_pretrained",
+    "load_run", "make_engine", "preset_names", "resolve_config_path", "save_config", "train", "vocode",
 ]
