@@ -31,22 +31,12 @@ from ..losses import EpsModel
 from ..tasks import conditioned_network
 from .build import DatasetInfo, priorgrad_settings
 from .loading import LoadedRun, build_from_state
+from .reports import jsonable
 
 FORMAT, VERSION, MANIFEST = "holdsgm-pretrained", 1, "manifest.json"
 DEFAULT_VOICE = "slt"
 PARTS = ("vocoder",)
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-def _json_safe(x):
-    """Tensors and tuples in a checkpoint state as JSON values."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    return x
 
 
 def read_manifest(folder) -> dict:
@@ -84,11 +74,11 @@ def export_part(run_dir, name: str = DEFAULT_VOICE, part: str = "vocoder", *, co
     st = ck.state
     man[part] = {"weights": wfile, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                  "dtype": str(dtype).removeprefix("torch."), "step": ck.step,
-                 "config": _json_safe(st["config"]), "network": _json_safe(st["network"]),
-                 "sde": _json_safe(st["sde"]), "dataset": _json_safe(st["dataset"]),
-                 "eps_model": _json_safe(st.get("eps_model", {})),
+                 "config": jsonable(st["config"]), "network": jsonable(st["network"]),
+                 "sde": jsonable(st["sde"]), "dataset": jsonable(st["dataset"]),
+                 "eps_model": jsonable(st.get("eps_model", {})),
                  "trained_by": {"command": command, "commit": commit, "run": str(ck.path)},
-                 "metrics": metrics or {}}
+                 "metrics": jsonable(metrics or {})}
     atomic_write(folder / wfile, data)
     atomic_write(folder / MANIFEST, (json.dumps(man, indent=1) + "\n").encode())
     return folder / wfile

@@ -68,11 +68,14 @@ NETWORK_ARGUMENTS = {
     "mid_attention": "U-Net: self-attention in the middle block",
     "resample_conv": "U-Net: convolutional up/down-sampling (false: plain resampling)",
     "residual_channels": "DiffWave: channels of the residual layers",
-    "layers": "DiffWave: residual layers",
+    "layers": "DiffWave: residual layers; FrameNet: ConvNeXt blocks",
     "dilation_cycle": "DiffWave: dilations cycle through 2^0 .. 2^(cycle - 1)",
-    "n_mels": "DiffWave: mel bins of the condition (fixed by the features)",
+    "n_mels": "DiffWave, FrameNet: mel bins of the condition (fixed by the features)",
     "hop": "DiffWave: samples per mel frame (fixed by the features)",
     "cond_channels": "DiffWave: channels of an extra condition (0: none)",
+    "dim": "FrameNet: width of the ConvNeXt blocks",
+    "kernel": "FrameNet: frames of the depthwise (and input) convolutions (odd)",
+    "mult": "FrameNet: hidden width of a block's MLP, as a multiple of dim",
 }
 
 

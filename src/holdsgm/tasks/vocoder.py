@@ -167,13 +167,14 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     of the last evaluation, with gradients when ``grad`` (stage two's loss; Lay et al. 2023). For a
     PriorGrad model (``eps_model.net`` a :class:`holdsgm.audio.PriorGradNet`) the sampler works on
     ``u / sigma`` and the output is multiplied back by ``sigma``; for a frame-domain model
-(:class:`holdsgm.audio.SpectralNet`) it works on the whitened MDCT coefficients, which are decoded to the
-    wave at the end (there ``clip`` switches the bound of the coordinates, ``coords.clip``, on or off). ``noise``: as in
-    :func:`holdsgm.samplers.sample` (per-sample seeds make a sample independent of its batch). ``clip``:
-    the sampler's data predictions are clipped to ``[-clip, clip]`` in wave units (:func:`clipped_score`;
-    waves live in [-1, 1]); None: no clipping. The output itself is not clipped (stage two's loss needs
-    its gradient everywhere; :func:`vocode` clips the finished wave). ``counter``: an object whose
-    ``update(1)`` is called at every score evaluation (e.g. a :func:`holdsgm.progress.progress` bar)."""
+    (:class:`holdsgm.audio.SpectralNet`) it works on the whitened MDCT coefficients, which are decoded to the
+    wave at the end. ``noise``: as in :func:`holdsgm.samplers.sample` (per-sample seeds make a sample
+    independent of its batch). ``clip``: the sampler's data predictions are clipped to ``[-clip, clip]`` in
+    wave units (:func:`clipped_score`; waves live in [-1, 1]), for a frame-domain model to its coordinates'
+    bound ``coords.clip`` in whitened units; None: no clipping. The output itself is not clipped (stage two's
+    loss needs its gradient everywhere; :func:`holdsgm.runs.inference.vocode` scales a too loud finished wave).
+    ``counter``: an object whose ``update(1)`` is called at every score evaluation (e.g. a
+    :func:`holdsgm.progress.progress` bar)."""
     from ..audio import PriorGradNet, SpectralNet
     from ..samplers import SAMPLERS
     from ..samplers.noise import as_noise
