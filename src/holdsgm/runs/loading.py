@@ -83,11 +83,19 @@ def load_run(run_dir, which: str = "ema", device="cpu") -> LoadedRun:
     src = ck.path / STATE_FILE
     net, sde, config = build_from_state(ck.state, src)
     load_weights_into(net, ck.ema if which == "ema" else ck.model, ck.path / WEIGHT_FILES[which])
+    return ready_run(net, sde, config, ck.state, ck.step, ck.path, which, device)
+
+
+def ready_run(net: nn.Module, sde: LinearSDE, config: Config, state: dict, step: int, path: Path, which: str,
+              device) -> LoadedRun:
+    """A :class:`LoadedRun` of a network with its weights loaded: on ``device``, in eval mode without
+    gradients, with the eps model (its conditioning and mixed score) that ``state``'s ``dataset`` and
+    ``eps_model`` entries describe (a checkpoint's state, or a shipped model's manifest part)."""
     net.to(device).eval().requires_grad_(False)
-    info = DatasetInfo.from_dict(ck.state["dataset"])
-    em = ck.state.get("eps_model", {})
+    info = DatasetInfo.from_dict(state["dataset"])
+    em = state.get("eps_model", {})
     eps_model = EpsModel(
         conditioned_network(net, priorgrad_settings(config, info)), sde, mixed=bool(em.get("mixed", False)),
         data_var=float(em.get("data_var", 1.0))
     )
-    return LoadedRun(net, eps_model, sde, config, ck.step, info, ck.path, which)
+    return LoadedRun(net, eps_model, sde, config, step, info, Path(path), which)

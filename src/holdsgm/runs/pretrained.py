@@ -27,10 +27,7 @@ import torch
 from ..engine.checkpoint import load_checkpoint, load_weights_into
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write, writable_dir
-from ..losses import EpsModel
-from ..tasks import conditioned_network
-from .build import DatasetInfo, priorgrad_settings
-from .loading import LoadedRun, build_from_state
+from .loading import LoadedRun, build_from_state, ready_run
 from .reports import jsonable
 
 FORMAT, VERSION, MANIFEST = "holdsgm-pretrained", 1, "manifest.json"
@@ -115,10 +112,5 @@ def load_pretrained(name: str = DEFAULT_VOICE, part: str = "vocoder", device="cp
         raise CheckpointError(f"{wpath} is not a readable safetensors file ({' '.join(str(e).split())[:120]})") \
             from None
     load_weights_into(net, weights, wpath)
-    net.to(device).eval().requires_grad_(False)
-    info = DatasetInfo.from_dict(m["dataset"])
-    em = m.get("eps_model", {})
-    eps_model = EpsModel(conditioned_network(net, priorgrad_settings(config, info)), sde,
-                         mixed=bool(em.get("mixed", False)), data_var=float(em.get("data_var", 1.0)))
-    return LoadedRun(net, eps_model, sde, config, int(m.get("step", 0)), info, folder, "ema")
+    return ready_run(net, sde, config, m, int(m.get("step", 0)), folder, "ema", device)
 
