@@ -108,7 +108,8 @@ class SpeechDataset:
         return self._mels[key]
 
 
-def _read_wav(path: Path, sr: int) -> np.ndarray:
+def _read_wav(path: Path, sr: int, notes: list[str] | None = None) -> np.ndarray:
+    """A mono float32 wave at ``sr``; ``notes``, if given, gets a line per conversion made."""
     sf = require("soundfile")
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -119,9 +120,13 @@ def _read_wav(path: Path, sr: int) -> np.ndarray:
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wave).all():
         raise DataError(f"WAV {path} contains NaN or inf samples")
+    if notes is not None and data.shape[1] > 1:
+        notes.append(f"{path.name} has {data.shape[1]} channels: mixed down to mono (their mean)")
     if file_sr != sr:
         soxr = require("soxr")
         wave = soxr.resample(wave, file_sr, sr, "HQ")
+        if notes is not None:
+            notes.append(f"{path.name} is at {file_sr} Hz: resampled to {sr} Hz (soxr HQ)")
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 

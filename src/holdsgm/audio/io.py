@@ -29,13 +29,8 @@ def read_wav_noting(path, sr: int = SR) -> tuple[Tensor, list[str]]:
     p = Path(os.fspath(path))
     if not p.is_file():
         raise DataError(f"WAV file {p} does not exist")
-    wave = _read_wav(p, sr)  # DataError on a corrupt, empty or non-finite file
-    info = require("soundfile").info(str(p))
-    notes = []
-    if info.channels > 1:
-        notes.append(f"{p.name} has {info.channels} channels: mixed down to mono (their mean)")
-    if int(info.samplerate) != int(sr):
-        notes.append(f"{p.name} is at {info.samplerate} Hz: resampled to {sr} Hz (soxr HQ)")
+    notes: list[str] = []
+    wave = _read_wav(p, sr, notes)  # DataError on a corrupt, empty or non-finite file
     return torch.from_numpy(wave), notes
 
 
