@@ -141,17 +141,22 @@ def spectral_std(logmel: Tensor, scale: float, floor: float = SPECTRAL_FLOOR, m:
     return (float(scale) * spectral_envelope(logmel, m)).clamp_min(float(floor))
 
 
+def _utterance_coefficients(waves, logmels, m: int):
+    """(mdct(wave), log-mel) in float64 per utterance of at least two frames, both cut to whole frames."""
+    for w, mel in zip(waves, logmels):
+        w = as_wave_tensor(w)
+        n = min(w.shape[-1] // m, mel.shape[-1])
+        if n >= 2:
+            yield mdct(w[..., : n * m].double(), m), mel[..., :n].double()
+
+
 def spectral_scale(waves, logmels, m: int = HOP) -> float:
     """The data-set constant ``c``: ``sqrt(sum (Q x)^2 / sum E^2)`` over utterances (waves cut to whole
     frames, with their log-mels)."""
     num = den = 0.0
-    for w, mel in zip(waves, logmels):
-        w = as_wave_tensor(w)
-        n = min(w.shape[-1] // m, mel.shape[-1])
-        if n < 2:
-            continue
-        num += float(mdct(w[..., : n * m].double(), m).square().sum())
-        den += float(spectral_envelope(mel[..., :n].double(), m).square().sum())
+    for coef, mel in _utterance_coefficients(waves, logmels, m):
+        num += float(coef.square().sum())
+        den += float(spectral_envelope(mel, m).square().sum())
     if not den > 0:
         raise DataError("spectral_scale needs at least one utterance of two frames or more")
     return math.sqrt(num / den)
@@ -161,12 +166,8 @@ def whitened_variance(waves, logmels, scale: float, floor: float = SPECTRAL_FLOO
     """The mean square of the whitened coefficients ``mdct(x) / sigma`` over utterances (the variance of
     the SDE's data in the frame domain; about 1 by the choice of ``scale``)."""
     num, count = 0.0, 0
-    for w, mel in zip(waves, logmels):
-        w = as_wave_tensor(w)
-        n = min(w.shape[-1] // m, mel.shape[-1])
-        if n < 2:
-            continue
-        x = mdct(w[..., : n * m].double(), m) / spectral_std(mel[..., :n].double(), scale, floor, m)
+    for coef, mel in _utterance_coefficients(waves, logmels, m):
+        x = coef / spectral_std(mel, scale, floor, m)
         num, count = num + float(x.square().sum()), count + x.numel()
     if not count:
         raise DataError("whitened_variance needs at least one utterance of two frames or more")
