@@ -208,11 +208,6 @@ def find_program(engine: str = DEFAULT_ENGINE, program: str | None = None) -> st
     return exe
 
 
-def find_espeak(espeak: str = "espeak-ng") -> str:
-    """Path of the espeak-ng executable, or HoldsgmError saying how to install it."""
-    return find_program("espeak", espeak)
-
-
 def _engine(engine: str) -> Engine:
     if engine not in ENGINES:
         raise DataError(f"unknown speech engine {engine!r:.40}; choices: {', '.join(ENGINES)}")
