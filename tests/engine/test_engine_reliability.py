@@ -28,6 +28,12 @@ def _sets(overrides):
     return [x for o in overrides for x in ("--set", o)]
 
 
+def _train_argv(run, overrides, *flags):
+    """``holdsgm train`` of the test config into ``run`` as a subprocess command line."""
+    return [sys.executable, "-m", "holdsgm.cli.main", "train", str(CONFIG), "--out", str(run), *flags,
+            *_sets(overrides)]
+
+
 @pytest.fixture
 def one_thread():
     n = torch.get_num_threads()
@@ -81,17 +87,7 @@ def test_sigkill_at_random_moments(trial, tmp_path, reference, one_thread):
     run = tmp_path / "run"
     env = cli_env(HOLDSGM_TEST_STEP_SLEEP=0.01, HOLDSGM_TEST_CKPT_SLEEP=0.03)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "holdsgm.cli.main",
-            "train",
-            str(CONFIG),
-            "--out",
-            str(run),
-            "--quiet",
-            *_sets(BASE),
-        ],
+        _train_argv(run, BASE, "--quiet"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -117,16 +113,7 @@ def test_signal_stops_cleanly_with_a_checkpoint(sig, code, tmp_path, reference, 
     run = tmp_path / "run"
     overrides = [*BASE, "train.ckpt_every=1000"]  # only the stop (and final) checkpoints
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "holdsgm.cli.main",
-            "train",
-            str(CONFIG),
-            "--out",
-            str(run),
-            *_sets(overrides),
-        ],
+        _train_argv(run, overrides),
         env=cli_env(HOLDSGM_TEST_STEP_SLEEP=0.05),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
