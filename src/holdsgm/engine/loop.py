@@ -349,6 +349,8 @@ class Engine:
         rec = {"step": self.step, "loss": vals[0], "lr": self.lr(self.step - 1), "grad_norm": vals[1],
                "it/s": interval_steps / interval_seconds if interval_seconds > 0 else float("nan"),
                "seconds": round(self.elapsed, 3)}
+        for k in sorted(k for k in acc if k.startswith("loss/")):  # the task's terms (this rank's)
+            rec[k] = acc[k] / max(acc["count"], 1)
         self._acc = {"loss": 0.0, "grad_norm": 0.0, "count": 0}
         if self.stats is not None:
             self.stats.write(rec)
@@ -374,6 +376,8 @@ class Engine:
                     self._acc["loss"] += last_loss
                     self._acc["grad_norm"] += gnorm
                     self._acc["count"] += 1
+                    for k, v in getattr(self.task, "loss_parts", {}).items():  # a task's named loss terms
+                        self._acc[f"loss/{k}"] = self._acc.get(f"loss/{k}", 0.0) + v
                     if bar is not None:
                         bar.update(1)
                     if self.faults is not None:
@@ -388,8 +392,10 @@ class Engine:
                         if bar is not None:
                             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
                         elif self.verbose:
-                            print(f"step {self.step}/{o.steps}  loss {rec['loss']:.4f}  lr {rec['lr']:.3g}  "
-                                  f"grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s", file=sys.stderr)
+                            terms = "".join(f" {k[5:]} {v:.4f}" for k, v in rec.items() if k.startswith("loss/"))
+                            print(f"step {self.step}/{o.steps}  loss {rec['loss']:.4f}{' (' + terms[1:] + ')' if terms else ''}"
+                                  f"  lr {rec['lr']:.3g}  grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s",
+                                  file=sys.stderr)
                     if stop or self.step % o.ckpt_every == 0 or self.step == o.steps:
                         self.save()
                     if stop:

@@ -48,3 +48,7 @@ class Task(Protocol):
 
     def load_state_dict(self, state: dict, step: int) -> None:
         """Resume from the checkpoint ``state`` (the whole of it) written at ``step``."""
+
+    # Optional: ``loss_parts``, a dict of floats the task sets in ``loss`` (the named terms of a loss that is a
+    # sum, e.g. text to speech's duration, prior and diffusion losses); the engine logs their averages beside
+    # the loss as ``loss/<name>``.

@@ -17,13 +17,15 @@ from .diffwave import DiffWave
 from .embeddings import ClassEmbedding, GaussianFourierEmbedding, SinusoidalEmbedding, TimeEmbedding
 from .framenet import FrameNet
 from .mlp import MLP
+from .tts import ItoTTS, MelUNet
 from .unet import UNet
 
-NETWORKS: dict[str, type[ScoreNetwork]] = {"mlp": MLP, "unet": UNet, "diffwave": DiffWave, "framenet": FrameNet}
+NETWORKS: dict[str, type[ScoreNetwork]] = {"mlp": MLP, "unet": UNet, "diffwave": DiffWave, "framenet": FrameNet,
+                                       "itotts": ItoTTS, "melunet": MelUNet}
 
 
 def build_network(kind: str, **kwargs) -> ScoreNetwork:
-    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave`` or ``framenet``) from keyword arguments;
+    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave``, ``framenet``, ``itotts`` or ``melunet``) from keyword arguments;
     ConfigError on an unknown kind, an unknown or missing argument (naming it and listing the accepted ones) or
     a bad value."""
     if not isinstance(kind, str) or kind not in NETWORKS:
@@ -51,7 +53,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "MLP", "NETWORKS", "ScoreNetwork",
+    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "ItoTTS", "MLP", "MelUNet", "NETWORKS", "ScoreNetwork",
     "SinusoidalEmbedding",
     "TimeEmbedding", "UNet", "build_network", "count_parameters",
 ]

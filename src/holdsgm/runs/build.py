@@ -16,7 +16,7 @@ from ..mixture import GaussianMixture
 from ..nets.common import ScoreNetwork
 from ..sde.base import LinearSDE
 from ..tasks import GenerationTask, StageTwoTask, VocoderTask
-from .config import Config, DataConfig
+from .config import TTS_KINDS, Config, DataConfig
 from .stage2 import stage_one_weights
 
 log = logging.getLogger("holdsgm.train")
@@ -160,6 +160,10 @@ def speech_info(config: Config, train=None) -> DatasetInfo:
     audio = {"sr": o["sr"], "hop": HOP, "n_fft": N_FFT, "n_mels": N_MELS, "fmin": FMIN, "fmax": FMAX,
              "segment_frames": o["segment_frames"], "seconds": 0.0, "energy_max": None}
     shape = (1, o["segment_frames"] * HOP)
+    if config.model.kind in TTS_KINDS:
+        from .tts import tts_audio_info
+
+        return tts_audio_info(config, train, audio)
     if train is None:
         return DatasetInfo(name=Path(o["path"]).name or o["path"], data_shape=shape, audio=audio)
     var = float(np.concatenate([it.wave for it in train]).astype(np.float64).var())
@@ -218,6 +222,17 @@ def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
                                   f"got {kw[k]}; remove it")
             kw[k] = info.speech[k]
         kw.update(in_channels=order, out_channels=1)
+        return kw
+    if config.model.kind in TTS_KINDS:
+        if not info.is_speech or not info.speech.get("symbols"):
+            raise ConfigError(f"config key model.kind: {config.model.kind} takes speech with texts (data.name: "
+                              f"speech), not {info.name!r}")
+        n_mels = info.speech["n_mels"]
+        kw.update(in_channels=order * n_mels, n_mels=n_mels)
+        if config.model.kind == "itotts":
+            kw["n_symbols"] = len(info.speech["symbols"])
+        else:
+            kw["out_channels"] = n_mels
         return kw
     if config.model.kind == "framenet":
         if not info.is_speech:
@@ -285,6 +300,10 @@ def build_components(config: Config, seed: int | None = None, *, read_speech: bo
 def build_task(config: Config, comp: Components):
     """The task of a config (:mod:`holdsgm.tasks`): stage two of a vocoder, a vocoder, or generation."""
     tc = config.train
+    if config.model.kind in TTS_KINDS:
+        from .tts import build_tts_task
+
+        return build_tts_task(config, comp)
     if config.data.is_speech:
         speech = dict(speech=comp.train, batch_size=tc.batch_size, seed=tc.seed,
                       segment_frames=comp.info.speech["segment_frames"],

@@ -217,7 +217,9 @@ DATA_OPTIONS = {"n", "seed", "recursive", "labels", "channels", "key", "label_ke
 #: training segments of that many mel frames (x 256 samples); ``sr``: sample rate; ``limit``: read only
 #: the first utterances; ``recursive``: search a WAV folder recursively.
 SPEECH = "speech"
-SPEECH_OPTIONS = {"path": None, "segment_frames": 16, "sr": 16000, "limit": None, "recursive": True}
+SPEECH_OPTIONS = {"path": None, "segment_frames": 16, "sr": 16000, "limit": None, "recursive": True, "base": None}
+#: the speech networks of text to speech (the rest are vocoders)
+TTS_KINDS = ("itotts", "melunet")
 
 
 @dataclass
@@ -297,6 +299,8 @@ class DataConfig:
         if opts["limit"] is not None:
             opts["limit"] = _int("data.limit", opts["limit"], 1)
         opts["recursive"] = _bool("data.recursive", opts["recursive"])
+        if opts["base"] is not None:
+            opts["base"] = _str("data.base", opts["base"])
         self.options = opts
         return self
 
@@ -313,7 +317,8 @@ class DataConfig:
 
 
 #: network arguments the trainer derives from the data and the SDE (not user-settable)
-DERIVED_NET_ARGS = {"in_features", "out_features", "in_channels", "out_channels", "image_size", "n_classes"}
+DERIVED_NET_ARGS = {"in_features", "out_features", "in_channels", "out_channels", "image_size", "n_classes",
+                    "n_symbols"}
 
 
 @dataclass
@@ -333,8 +338,9 @@ class ModelConfig:
 
     kind: str = doc(
         "mlp",
-        'the network: mlp (vectors), unet (images), diffwave (speech waves), framenet (speech, MDCT frames); its '
-        'arguments are keys of this section too (below)')
+        'the network: mlp (vectors), unet (images), diffwave (speech waves), framenet (speech, MDCT frames), '
+        'itotts (text to mel: encoder + SDE decoder), melunet (ResGrad: residual mel model); its arguments are '
+        'keys of this section too (below)')
     mixed_score: bool = doc(
         False,
         "add CLD's analytic Gaussian score to the network's output (Dockhorn et al. 2022, sec. 3.2)")
@@ -703,9 +709,19 @@ class Config:
                 )
         if self.train.label_dropout > 0 and not self.data.conditional:
             raise ConfigError("config key train.label_dropout: only meaningful with data.conditional: true")
-        if self.data.is_speech and self.model.kind not in ("diffwave", "framenet"):
-            raise ConfigError(f"config key model.kind: speech data needs a speech network (framenet or diffwave), "
-                              f"got {self.model.kind!r}")
+        if self.data.is_speech and self.model.kind not in ("diffwave", "framenet", *TTS_KINDS):
+            raise ConfigError(f"config key model.kind: speech data needs a speech network (framenet or diffwave: "
+                              f"vocoders; itotts or melunet: text to speech), got {self.model.kind!r}")
+        if self.data.is_speech and (self.model.kind == "melunet") != (self.data.options["base"] is not None):
+            raise ConfigError("config keys model.kind / data.base: ResGrad (model.kind: melunet) refines the mels "
+                              "of a trained text-to-speech run, data.base=RUN, and only it takes data.base")
+        if self.model.kind in TTS_KINDS and (self.stage2.enabled or self.model.mixed_score or
+                                             self.model.conditioning != "plain"):
+            raise ConfigError("config key model.kind: text to speech trains without stage2, mixed_score and "
+                              "conditioning (they are the vocoder's)")
+        if self.model.kind in TTS_KINDS and self.train.grad_accum > 1:
+            raise ConfigError("config key train.grad_accum: text-to-speech training does not accumulate "
+                              "gradients; use 1")
         if self.model.conditioning != "plain" and not self.data.is_speech:
             raise ConfigError(f"config key model.conditioning: {self.model.conditioning!r} needs speech data "
                               f"(data.name: speech)")

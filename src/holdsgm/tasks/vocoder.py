@@ -176,38 +176,51 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     ``counter``: an object whose ``update(1)`` is called at every score evaluation (e.g. a
     :func:`holdsgm.progress.progress` bar)."""
     from ..audio import PriorGradNet, SpectralNet
-    from ..samplers import SAMPLERS
-    from ..samplers.noise import as_noise
-    from ..sde.posterior import clipped_score, posterior_mean
 
     net = eps_model.net
     if mel.dim() != 3:
         raise ConfigError(f"mel must have shape (B, n_mels, frames), got {tuple(mel.shape)}")
-    name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
-    ts, steps = vocoder_times(sde, nfe, sampler, grid)
-    noise = as_noise(noise)
     b = mel.shape[0]
     spectral = net.coords if isinstance(net, SpectralNet) else None
     shape = (b, 1, mel.shape[-1] * hop) if spectral is None else spectral.shape(mel)
-    u = sde.prior_sample(shape, noise=noise, dtype=mel.dtype, device=mel.device)
-    score_fn = eps_model.with_condition(mel)
+    sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
+    bound = None
+    if clip is not None:  # whitened units for a frame-domain model (audio.mdct.SPECTRAL_CLIP)
+        bound = spectral.clip if spectral is not None else float(clip) if sigma is None else float(clip) / sigma
+    x = conditioned_sample(eps_model, sde, mel, shape, nfe=nfe, sampler=sampler, grid=grid, noise=noise, grad=grad,
+                           progress=progress, clip=bound, counter=counter)
+    if spectral is not None:
+        return spectral.decode(x, mel)
+    return x if sigma is None else x * sigma
+
+
+def conditioned_sample(eps_model, sde, cond: Tensor, shape: tuple[int, ...], *, nfe: int, sampler: str = "exp1",
+                       grid: str = "edm", noise=None, grad: bool = False, progress: bool = False,
+                       clip: float | Tensor | None = None, counter=None) -> Tensor:
+    """The data (shape ``shape``) a few-step pass of the reverse SDE conditioned on ``cond`` ends at, with at
+    most ``nfe`` score evaluations (:func:`vocoder_times`): u_T from the prior, the sampler's steps without
+    gradients (data predictions clipped to ``[-clip, clip]`` unless None), then the data prediction
+    ``E[x0 | u_t]`` of the last evaluation, with gradients when ``grad`` (stage two). Shared by the vocoder
+    (:func:`vocoder_sample`) and the text-to-speech decoder (:func:`holdsgm.tasks.tts.tts_sample`)."""
+    from ..samplers import SAMPLERS
+    from ..samplers.noise import as_noise
+    from ..sde.posterior import clipped_score, posterior_mean
+
+    name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
+    ts, steps = vocoder_times(sde, nfe, sampler, grid)
+    noise = as_noise(noise)
+    b = shape[0]
+    u = sde.prior_sample(shape, noise=noise, dtype=cond.dtype, device=cond.device)
+    score_fn = eps_model.with_condition(cond)
     if counter is not None:
         from ..progress import ticking
 
         score_fn = ticking(score_fn, counter)
-    sigma = net.std(mel).to(mel.dtype) if isinstance(net, PriorGradNet) else None
     if steps is None or steps:
-        step_score = score_fn
-        if clip is not None and spectral is not None:  # whitened units (audio.mdct.SPECTRAL_CLIP)
-            step_score = clipped_score(score_fn, sde, spectral.clip)
-        elif clip is not None:
-            step_score = clipped_score(score_fn, sde, float(clip) if sigma is None else float(clip) / sigma)
+        step_score = score_fn if clip is None else clipped_score(score_fn, sde, clip)
         with torch.no_grad():
             kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
             u = SAMPLERS[name].fn(step_score, sde, u, ts, denoise=False, **kw, **opts).u
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=mel.device)
-        x = posterior_mean(sde, u, t, score_fn(u, t))
-    if spectral is not None:
-        return spectral.decode(x, mel)
-    return x if sigma is None else x * sigma
+        t = torch.full((b,), float(ts[-1]), dtype=torch.float64, device=cond.device)
+        return posterior_mean(sde, u, t, score_fn(u, t))
