@@ -51,7 +51,7 @@ def _tiny(argv: list[str], tmp) -> list[str]:
     elif sub == "train":
         rest += ["--set", "train.steps=3", "--set", "train.ckpt_every=3", "--set", "train.log_every=1",
                  "--set", "train.warmup_steps=1", "--set", "train.tensorboard=false", "--quiet"]
-        if "--dry-run" not in rest and any("vocoder" in a for a in rest):
+        if "--dry-run" not in rest and any(k in a for a in rest for k in ("vocoder", "tts-", "resgrad")):
             rest += ["--set", "data.limit=2", "--set", "train.batch_size=2"]
     elif sub == "eval":
         rest += ["--n", "16", "--nll-n", "4", "--bound-n", "8"]
@@ -107,4 +107,4 @@ def test_bash_blocks_run_in_order(scratch):
                                timeout=900)
             assert p.returncode == 0, f"README command failed: {line}\n{p.stderr[-3000:]}"
             ran.append(argv[1])
-    assert {"demo", "train", "sample", "eval", "likelihood", "bench", "data", "vocode", "config"} <= set(ran)
+    assert {"demo", "train", "sample", "eval", "likelihood", "bench", "data", "vocode", "tts", "config"} <= set(ran)

@@ -46,6 +46,7 @@ import numpy as np
 from ..checks import check_int
 from ..errors import DataError, HoldsgmError
 from ..files import atomic_write, writable_dir
+from ..text.frontend import number_to_words
 from ._deps import require
 from .dataset import METADATA
 
@@ -121,29 +122,6 @@ _TEMPLATES = [
     "{Title} {Surname} said that the {adj} {noun} {verb_past} {num} {nouns} near {place} {time}.",
     "When the {adj} {noun} {intrans} {time}, {Name} {verb_past} the {noun2} at {place}.",
 ]
-
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def number_to_words(n: int) -> str:
-    """English words for 0 <= n < 10000 (British 'and': ``one hundred and five``)."""
-    if not 0 <= n < 10000:
-        raise ValueError(f"number_to_words covers 0..9999, got {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_to_words(rest))
-    rest = n % 1000
-    head = _ONES[n // 1000] + " thousand"
-    if rest == 0:
-        return head
-    return head + (" and " if rest < 100 else " ") + number_to_words(rest)
-
 
 def _plural(noun: str) -> str:
     if noun == "child":

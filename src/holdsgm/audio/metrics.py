@@ -265,6 +265,35 @@ def f0_metrics(ref, deg, sr: int = SR, ref_track: np.ndarray | None = None) -> d
             "vuv": float(np.mean(vr != vd)) if n else math.nan}
 
 
+def dtw_pairs(ref, deg, sr: int = SR, n_cep: int = 24) -> np.ndarray:
+    """Frame pairs (i_ref, i_deg) (hop-256 mel frames, in time order) of the DTW alignment (librosa's) of the
+    two signals' mel cepstra (c_1..c_n_cep): how a synthesised utterance's frames map to a recording's."""
+    librosa = require("librosa")
+    r, d = _np1d(ref, "reference"), _np1d(deg, "degraded signal")
+    cr = mel_cepstrum(log_mel(torch.from_numpy(r), sr=_check_sr(sr)), n_cep)[:, 1:].numpy()
+    cd = mel_cepstrum(log_mel(torch.from_numpy(d), sr=sr), n_cep)[:, 1:].numpy()
+    _, wp = librosa.sequence.dtw(X=cr.T, Y=cd.T, metric="euclidean")
+    return wp[::-1].copy()
+
+
+def aligned_f0_metrics(ref, deg, sr: int = SR, ref_track: np.ndarray | None = None, hop: int = 256) -> dict:
+    """``{f0_rmse, vuv}`` of two utterances of different timing (text to speech against the recording): the
+    pYIN tracks (:func:`f0_track`, 10 ms) are paired along the DTW path of the mel cepstra
+    (:func:`dtw_pairs`); RMSE of ``1200 log2(F0_deg / F0_ref)`` in cents over pairs voiced in both and the
+    fraction of pairs whose voicing differs."""
+    r, d = _np1d(ref, "reference"), _np1d(deg, "degraded signal")
+    fr = f0_track(r, sr) if ref_track is None else ref_track
+    fd = f0_track(d, sr)
+    pairs = dtw_pairs(r, d, sr)
+    to10 = lambda i, n: np.minimum((i * hop + hop // 2) * 100 // sr, n - 1)  # mel frame centre -> 10 ms frame
+    a, b = fr[to10(pairs[:, 0], len(fr))], fd[to10(pairs[:, 1], len(fd))]
+    va, vb = a > 0, b > 0
+    both = va & vb
+    cents = 1200.0 * np.log2(b[both] / a[both]) if both.any() else np.array([])
+    return {"f0_rmse": float(np.sqrt(np.mean(cents ** 2))) if cents.size else math.nan,
+            "vuv": float(np.mean(va != vb)) if len(pairs) else math.nan}
+
+
 def rtf(seconds_compute: float, n_samples: int, sr: int = SR) -> float:
     """Real-time factor: compute time / duration of the audio produced (< 1 is faster than real time)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples <= 0:

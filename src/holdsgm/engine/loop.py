@@ -393,7 +393,8 @@ class Engine:
                             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
                         elif self.verbose:
                             terms = "".join(f" {k[5:]} {v:.4f}" for k, v in rec.items() if k.startswith("loss/"))
-                            print(f"step {self.step}/{o.steps}  loss {rec['loss']:.4f}{' (' + terms[1:] + ')' if terms else ''}"
+                            terms = f" ({terms[1:]})" if terms else ""
+                            print(f"step {self.step}/{o.steps}  loss {rec['loss']:.4f}{terms}"
                                   f"  lr {rec['lr']:.3g}  grad {rec['grad_norm']:.3g}  {rec['it/s']:.1f} it/s",
                                   file=sys.stderr)
                     if stop or self.step % o.ckpt_every == 0 or self.step == o.steps:

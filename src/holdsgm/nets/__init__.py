@@ -25,9 +25,9 @@ NETWORKS: dict[str, type[ScoreNetwork]] = {"mlp": MLP, "unet": UNet, "diffwave":
 
 
 def build_network(kind: str, **kwargs) -> ScoreNetwork:
-    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave``, ``framenet``, ``itotts`` or ``melunet``) from keyword arguments;
-    ConfigError on an unknown kind, an unknown or missing argument (naming it and listing the accepted ones) or
-    a bad value."""
+    """Build the network ``kind`` (``mlp``, ``unet``, ``diffwave``, ``framenet``, ``itotts`` or ``melunet``)
+    from keyword arguments; ConfigError on an unknown kind, an unknown or missing argument (naming it and
+    listing the accepted ones) or a bad value."""
     if not isinstance(kind, str) or kind not in NETWORKS:
         raise ConfigError(f"unknown network kind {kind!r:.60}; choices: {', '.join(NETWORKS)}")
     cls = NETWORKS[kind]
@@ -53,7 +53,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "ItoTTS", "MLP", "MelUNet", "NETWORKS", "ScoreNetwork",
+    "ClassEmbedding", "DiffWave", "FrameNet", "GaussianFourierEmbedding", "ItoTTS", "MLP", "MelUNet", "NETWORKS",
+    "ScoreNetwork",
     "SinusoidalEmbedding",
     "TimeEmbedding", "UNet", "build_network", "count_parameters",
 ]

@@ -91,6 +91,15 @@ class TextEncoder(nn.Module):
         return mu, logw, m
 
 
+class _Level(nn.ModuleList):
+    """ConvNeXt blocks applied in turn, each modulated by the time embedding."""
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        for blk in self:
+            x = blk(x, e)
+        return x
+
+
 class MelUNet(ScoreNetwork):
     """1-D U-Net over frames with the mel bins as channels: u (B, in_channels, N) -> (B, out_channels, N),
     conditioned on ``y`` = mu_y (B, n_mels, N) and the diffusion time.
@@ -127,7 +136,7 @@ class MelUNet(ScoreNetwork):
         self.factor = 2 ** (len(dims) - 1)
         self.time_emb = TimeEmbedding(time_embedding, emb_dim // 4, emb_dim, fourier_scale=fourier_scale)
         self.input = nn.Conv1d(in_channels + n_mels, dims[0], kernel, padding=kernel // 2)
-        block = lambda d: nn.ModuleList(ConvNeXtBlock(d, kernel, mult, emb_dim) for _ in range(blocks))
+        block = lambda d: _Level(ConvNeXtBlock(d, kernel, mult, emb_dim) for _ in range(blocks))
         self.down = nn.ModuleList(block(d) for d in dims)
         self.downsample = nn.ModuleList(nn.Conv1d(a, b, 3, stride=2, padding=1) for a, b in zip(dims, dims[1:]))
         self.up = nn.ModuleList(block(d) for d in dims[:-1])
@@ -152,16 +161,14 @@ class MelUNet(ScoreNetwork):
             x = F.pad(x, (0, pad), mode="replicate")
         x = self.input(x)
         skips = []
-        for i, blocks in enumerate(self.down):
-            for blk in blocks:
-                x = blk(x, e)
+        for i, level in enumerate(self.down):
+            x = level(x, e)
             if i < len(self.downsample):
                 skips.append(x)
                 x = self.downsample[i](x)
         for i in reversed(range(len(self.up))):
             x = self.upsample[i](F.interpolate(x, scale_factor=2.0, mode="nearest")) + skips.pop()
-            for blk in self.up[i]:
-                x = blk(x, e)
+            x = self.up[i](x, e)
         out = self.output(self.norm(x.transpose(1, 2))).transpose(1, 2)
         return out[..., :n]
 

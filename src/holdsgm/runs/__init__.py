@@ -4,7 +4,7 @@ The config schema and its reference (:mod:`.config`, :mod:`.reference`), buildin
 task from a config (:mod:`.build`), training a run with the engine (:mod:`.training`), loading a trained run
 (:mod:`.loading`), sampling and vocoding with it (:mod:`.inference`, :mod:`.guided`), evaluating it
 (:mod:`.evaluation`, :mod:`.wasserstein`), the oracle benchmark (:mod:`.oracle_bench`), the demo
-(:mod:`.demo`), figures and reports.
+(:mod:`.demo`), text to speech (:mod:`.tts`), figures and reports.
 
 Public API::
 
@@ -14,6 +14,7 @@ Public API::
     generate(run, n, sampler=..., nfe=...) -> Generated
     load_pretrained("slt") -> LoadedRun                # the voice shipped with the package (:mod:`.pretrained`)
     vocode(run, mel, nfe=..., sampler=...) -> Vocoded
+    synthesize(tts_run, vocoder_run, text, nfe=...) -> {"wave", "sr", "parts", ...}   # text to speech (:mod:`.tts`)
 """
 
 from .build import DatasetInfo
@@ -35,9 +36,11 @@ from .inference import Generated, class_labels, generate, vocode
 from .loading import LoadedRun, load_run
 from .pretrained import load_pretrained
 from .training import make_engine, train
+from .tts import synthesize, text_to_mel
 
 __all__ = [
     "Config", "DataConfig", "DatasetInfo", "EvalConfig", "Generated", "LoadedRun", "ModelConfig", "SDEConfig",
     "SampleConfig", "TrainConfig", "apply_overrides", "class_labels", "generate", "load_config", "load_pretrained",
-    "load_run", "make_engine", "preset_names", "resolve_config_path", "save_config", "train", "vocode",
+    "load_run", "make_engine", "preset_names", "resolve_config_path", "save_config", "synthesize", "text_to_mel",
+    "train", "vocode",
 ]

@@ -161,9 +161,10 @@ def speech_info(config: Config, train=None) -> DatasetInfo:
              "segment_frames": o["segment_frames"], "seconds": 0.0, "energy_max": None}
     shape = (1, o["segment_frames"] * HOP)
     if config.model.kind in TTS_KINDS:
-        from .tts import tts_audio_info
+        from .textmel import tts_audio_info
 
-        return tts_audio_info(config, train, audio)
+        name, tshape, audio, n_train = tts_audio_info(config, train, audio)
+        return DatasetInfo(name=name, data_shape=tshape, n_train=n_train, audio=audio)
     if train is None:
         return DatasetInfo(name=Path(o["path"]).name or o["path"], data_shape=shape, audio=audio)
     var = float(np.concatenate([it.wave for it in train]).astype(np.float64).var())
@@ -224,7 +225,7 @@ def network_kwargs(config: Config, info: DatasetInfo, order: int) -> dict:
         kw.update(in_channels=order, out_channels=1)
         return kw
     if config.model.kind in TTS_KINDS:
-        if not info.is_speech or not info.speech.get("symbols"):
+        if not info.is_speech or (config.model.kind == "itotts" and not info.speech.get("symbols")):
             raise ConfigError(f"config key model.kind: {config.model.kind} takes speech with texts (data.name: "
                               f"speech), not {info.name!r}")
         n_mels = info.speech["n_mels"]
@@ -301,7 +302,7 @@ def build_task(config: Config, comp: Components):
     """The task of a config (:mod:`holdsgm.tasks`): stage two of a vocoder, a vocoder, or generation."""
     tc = config.train
     if config.model.kind in TTS_KINDS:
-        from .tts import build_tts_task
+        from .textmel import build_tts_task
 
         return build_tts_task(config, comp)
     if config.data.is_speech:

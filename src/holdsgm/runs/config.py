@@ -715,10 +715,13 @@ class Config:
         if self.data.is_speech and (self.model.kind == "melunet") != (self.data.options["base"] is not None):
             raise ConfigError("config keys model.kind / data.base: ResGrad (model.kind: melunet) refines the mels "
                               "of a trained text-to-speech run, data.base=RUN, and only it takes data.base")
-        if self.model.kind in TTS_KINDS and (self.stage2.enabled or self.model.mixed_score or
-                                             self.model.conditioning != "plain"):
-            raise ConfigError("config key model.kind: text to speech trains without stage2, mixed_score and "
-                              "conditioning (they are the vocoder's)")
+        if self.model.kind in TTS_KINDS and (self.model.mixed_score or self.model.conditioning != "plain"):
+            raise ConfigError("config key model.kind: text to speech trains without mixed_score and conditioning "
+                              "(they are the vocoder's)")
+        if self.model.kind in TTS_KINDS and self.stage2.enabled and (self.stage2.mrstft_weight
+                                                                     or not self.stage2.l2_weight):
+            raise ConfigError("config keys stage2.mrstft_weight / l2_weight: text-to-speech stage two fits mels, "
+                              "not waves: set stage2.mrstft_weight=0 and stage2.l2_weight > 0")
         if self.model.kind in TTS_KINDS and self.train.grad_accum > 1:
             raise ConfigError("config key train.grad_accum: text-to-speech training does not accumulate "
                               "gradients; use 1")
@@ -733,7 +736,8 @@ class Config:
             raise ConfigError("config key train.grad_accum: stage two does not accumulate gradients; use 1")
         if self.stage2.enabled and not self.data.is_speech:
             raise ConfigError("config key stage2.enabled: stage two needs speech data (data.name: speech)")
-        if self.stage2.enabled and self.stage2.mrstft_weight and self.data.options["segment_frames"] < 5:
+        if self.stage2.enabled and self.stage2.mrstft_weight and self.data.options["segment_frames"] < 5 \
+                and self.model.kind not in TTS_KINDS:
             raise ConfigError(f"config key data.segment_frames: stage two's MR-STFT loss needs segments of at "
                               f"least 5 frames (1280 samples), got {self.data.options['segment_frames']}")
         return self

@@ -1,8 +1,8 @@
 """Models shipped with the package: the default voice.
 
-A shipped model is a folder ``holdsgm/pretrained/<name>/`` of package data holding, per part (``vocoder``;
-the text-to-speech model joins it later), a safetensors file of its EMA weights (float16: half the size,
-cast back to float32 when loaded) and one ``manifest.json``::
+A shipped model is a folder ``holdsgm/pretrained/<name>/`` of package data holding, per part (``vocoder``,
+``tts``: the text-to-speech model, ``resgrad``: its residual refiner, where shipped), a safetensors file of its
+EMA weights (float16: half the size, cast back to float32 when loaded) and one ``manifest.json``::
 
     {"format": "holdsgm-pretrained", "version": 1, "name": "slt",
      "vocoder": {"weights": "vocoder.safetensors", "sha256": ..., "bytes": ..., "dtype": "float16",
@@ -32,7 +32,7 @@ from .reports import jsonable
 
 FORMAT, VERSION, MANIFEST = "holdsgm-pretrained", 1, "manifest.json"
 DEFAULT_VOICE = "slt"
-PARTS = ("vocoder",)
+PARTS = ("vocoder", "tts", "resgrad")
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
 

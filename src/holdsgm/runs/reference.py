@@ -49,6 +49,7 @@ SPEECH_OPTION_DOCS = {
     "segment_frames": "speech: training segments of this many mel frames (x 256 samples)",
     "sr": "speech: sample rate in Hz",
     "limit": "speech: read only the first utterances",
+    "base": "ResGrad (model.kind melunet): the trained text-to-speech run whose mu_y it refines",
 }
 
 #: network arguments (``model.<key>``), shared names documented once
@@ -70,12 +71,21 @@ NETWORK_ARGUMENTS = {
     "residual_channels": "DiffWave: channels of the residual layers",
     "layers": "DiffWave: residual layers; FrameNet: ConvNeXt blocks",
     "dilation_cycle": "DiffWave: dilations cycle through 2^0 .. 2^(cycle - 1)",
-    "n_mels": "DiffWave, FrameNet: mel bins of the condition (fixed by the features)",
+    "n_mels": "DiffWave, FrameNet, ItoTTS, MelUNet: mel bins of the condition (fixed by the features)",
     "hop": "DiffWave: samples per mel frame (fixed by the features)",
     "cond_channels": "DiffWave: channels of an extra condition (0: none)",
     "dim": "FrameNet: width of the ConvNeXt blocks",
-    "kernel": "FrameNet: frames of the depthwise (and input) convolutions (odd)",
-    "mult": "FrameNet: hidden width of a block's MLP, as a multiple of dim",
+    "kernel": "FrameNet, MelUNet / ItoTTS decoder: frames of the depthwise (and input) convolutions (odd)",
+    "mult": "FrameNet, MelUNet / ItoTTS decoder: hidden width of a ConvNeXt block's MLP, as a multiple of its width",
+    "dims": "MelUNet / ItoTTS decoder: widths of the U-Net levels (each level halves the frame rate)",
+    "blocks": "MelUNet / ItoTTS decoder: ConvNeXt blocks per level (down and up)",
+    "enc_dim": "ItoTTS: width of the text encoder (symbol embedding, Transformer)",
+    "enc_layers": "ItoTTS: Transformer layers of the text encoder",
+    "enc_heads": "ItoTTS: attention heads (enc_dim must be a multiple)",
+    "enc_ffn": "ItoTTS: hidden width of the Transformer's feed-forward layers",
+    "enc_dropout": "ItoTTS: dropout in the encoder's conv pre-net and the duration predictor",
+    "dur_dim": "ItoTTS: width of the duration predictor",
+    "dur_kernel": "ItoTTS: kernel of the encoder's pre-net and the duration predictor's convolutions",
 }
 
 

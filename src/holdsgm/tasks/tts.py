@@ -25,8 +25,12 @@ from ..text.align import gaussian_log_likelihood, maximum_path
 from .hsm import HSMDraws
 from .vocoder import conditioned_sample
 
-STREAM_TEXT = 8
+STREAM_TEXT, STREAM_TTS_STAGE2 = 8, 9
 LOG_2PI = math.log(2 * math.pi)
+#: the bound on the decoder's data predictions (the residual y - mu_y), in normalised mel units: the
+#: normalised log-mels of the default corpus lie in [-4.6, 4.2] (measured); an untrained or few-step decoder
+#: can otherwise predict mels far outside what the vocoder ever saw (NaN out of the vocoder, measured)
+TTS_CLIP = 6.0
 
 
 @dataclass
@@ -247,11 +251,74 @@ class ResGradTask(_ResidualTask):
 
 
 def tts_sample(eps_model, sde: LinearSDE, mu_y: Tensor, *, nfe: int, sampler: str = "exp1", grid: str = "edm",
-               noise=None, progress: bool = False, counter=None, clip: float | None = None) -> Tensor:
+               noise=None, progress: bool = False, counter=None, clip: float | None = TTS_CLIP,
+               grad: bool = False) -> Tensor:
     """Normalised mels (B, n_mels, N) from the decoder: ``mu_y`` plus the residual a few-step pass of the
-    reverse SDE conditioned on ``mu_y`` ends at (:func:`holdsgm.tasks.vocoder.conditioned_sample`)."""
+    reverse SDE conditioned on ``mu_y`` ends at (:func:`holdsgm.tasks.vocoder.conditioned_sample`); the
+    residual's data predictions, the last one included, are clipped to ``[-clip, clip]`` (None: not). ``grad``:
+    the last evaluation keeps its gradients (stage two)."""
     if mu_y.dim() != 3:
         raise ConfigError(f"mu_y must have shape (B, n_mels, frames), got {tuple(mu_y.shape)}")
     res = conditioned_sample(eps_model, sde, mu_y, tuple(mu_y.shape), nfe=nfe, sampler=sampler, grid=grid,
-                             noise=noise, progress=progress, clip=clip, counter=counter)
-    return mu_y + res
+                             noise=noise, progress=progress, clip=clip, counter=counter, grad=grad)
+    return mu_y + (res if clip is None else res.clamp(-clip, clip))
+
+
+class TTSStageTwoTask:
+    """Stage two (Lay et al. 2023) for the text-to-speech decoder or ResGrad: the few-step pass of ``sampler``
+    on ``grid`` with ``nfe`` evaluations around the batch's mu_y (:func:`tts_sample`, all but the last
+    evaluation without gradients) is fitted to the true mel segment (masked L2 in normalised mel units).
+    ``inner``: the stage-one task (:class:`TTSTask` or :class:`ResGradTask`) that draws the batches and
+    gives mu_y; ``init()``: the trained stage one's weights and where they came from."""
+
+    def __init__(self, inner: _ResidualTask, *, nfe: int, sampler: str, grid: str, l2_weight: float, init):
+        self.inner, self.net = inner, inner.net
+        self.nfe, self.sampler, self.grid, self.l2_weight = nfe, sampler, grid, l2_weight
+        self._init = init
+        self.origin: dict | None = None
+        self.generator = torch.Generator().manual_seed(derive_seed(inner.text.seed, STREAM_TTS_STAGE2))
+        self.rows = slice(0, inner.batch_size)
+
+    def bind(self, device: torch.device, rank: int, world_size: int) -> None:
+        self.inner.bind(device, rank, world_size)
+        self.rows = self.inner.text.rows
+
+    def batch(self, step: int) -> tuple[TextMelBatch, list[int]]:
+        seeds = torch.randint(0, 2**62, (self.inner.batch_size,), generator=self.generator)
+        return self.inner.batch(step), seeds[self.rows].tolist()
+
+    def split(self, batch, parts: int) -> list:
+        if parts != 1:
+            raise ConfigError("stage two does not accumulate gradients (train.grad_accum must be 1)")
+        return [batch]
+
+    def loss(self, batch, net: nn.Module) -> Tensor:
+        from ..samplers import PerSampleNoise
+
+        b, seeds = batch
+        inner = self.inner
+        with torch.no_grad():
+            if isinstance(inner, ResGradTask):
+                mu_y = pad_stack([inner.base[int(i)] for i in b.index]).to(b.mel)
+            else:
+                mu_x, _, _, attn = aligned_means(self.net, b.ids, b.x_len, b.mel, b.y_len)
+                mu_y = torch.einsum("bci,bij->bcj", mu_x, attn)
+        s = inner.segment_frames
+        mask = segment((torch.arange(b.mel.shape[-1], device=b.mel.device)[None, :] < b.y_len[:, None])
+                       .float()[:, None, :], b.starts, s)
+        mu = segment(mu_y, b.starts, s) * mask
+        y = segment(b.mel, b.starts, s) * mask
+        out = tts_sample(inner.eps_model(net), inner.sde, mu, nfe=self.nfe, sampler=self.sampler, grid=self.grid,
+                         noise=PerSampleNoise(seeds), grad=True)
+        return self.l2_weight * ((out - y).square() * mask).sum() / (mask.sum() * y.shape[1]).clamp_min(1.0)
+
+    def init_weights(self) -> dict[str, Tensor] | None:
+        weights, self.origin = self._init()
+        return weights
+
+    def state_dict(self) -> dict:
+        return {"rng": {"generator": self.generator.get_state()}, "stage2_origin": self.origin}
+
+    def load_state_dict(self, state: dict, step: int) -> None:
+        self.generator.set_state(state["rng"]["generator"])
+        self.origin = state.get("stage2_origin")
