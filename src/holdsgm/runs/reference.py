@@ -86,6 +86,8 @@ NETWORK_ARGUMENTS = {
     "enc_dropout": "ItoTTS: dropout in the encoder's conv pre-net and the duration predictor",
     "dur_dim": "ItoTTS: width of the duration predictor",
     "dur_kernel": "ItoTTS: kernel of the encoder's pre-net and the duration predictor's convolutions",
+    "residual_scale": "ItoTTS decoder, MelUNet: the SDE's data is the residual mel y - mu_y divided by this (about "
+                      "its RMS in normalised mel units: unit-scale data)",
 }
 
 

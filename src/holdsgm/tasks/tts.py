@@ -91,10 +91,19 @@ def segment(x: Tensor, starts: Tensor, frames: int) -> Tensor:
     return out
 
 
+def residual_scale(net: nn.Module) -> float:
+    """The scale the SDE's data (the residual mel) is divided by (:class:`holdsgm.nets.MelUNet`; 1 for other
+    networks)."""
+    net = getattr(net, "module", net)  # DDP
+    net = getattr(net, "net", net)  # the engine's autocast wrapper
+    return float(getattr(net, "residual_scale", 1.0))
+
+
 def residual_hsm_loss(eps_model: EpsModel, sde: LinearSDE, x0: Tensor, cond: Tensor, mask: Tensor, t: Tensor,
                       z: Tensor, kernel) -> Tensor:
-    """The HSM loss (unit weighting) of the residual ``x0`` (B, C, N) conditioned on ``cond``, averaged over
-    the frames where ``mask`` (B, 1, N) is 1 (short utterances are padded)."""
+    """The HSM loss (unit weighting) of the residual ``x0`` (B, C, N) (already divided by the network's
+    :func:`residual_scale`) conditioned on ``cond``, averaged over the frames where ``mask`` (B, 1, N) is 1
+    (short utterances are padded)."""
     u_t = sde.perturb(x0, t, z, kernel=kernel)
     pred = eps_model.eps(u_t, t, cond)
     err = (pred - sde.last(z)).square() * mask
@@ -184,7 +193,7 @@ class _ResidualTask:
         mask = segment((torch.arange(batch.mel.shape[-1], device=batch.mel.device)[None, :]
                         < batch.y_len[:, None]).float()[:, None, :], batch.starts, s)
         mu = segment(mu_y.detach(), batch.starts, s) * mask
-        x0 = (segment(batch.mel, batch.starts, s) - mu) * mask
+        x0 = (segment(batch.mel, batch.starts, s) - mu) * mask / residual_scale(self.net)
         return residual_hsm_loss(self.eps_model(net), self.sde, x0, mu, mask, batch.t, batch.z, batch.kernel)
 
     def init_weights(self) -> None:
@@ -256,12 +265,15 @@ def tts_sample(eps_model, sde: LinearSDE, mu_y: Tensor, *, nfe: int, sampler: st
     """Normalised mels (B, n_mels, N) from the decoder: ``mu_y`` plus the residual a few-step pass of the
     reverse SDE conditioned on ``mu_y`` ends at (:func:`holdsgm.tasks.vocoder.conditioned_sample`); the
     residual's data predictions, the last one included, are clipped to ``[-clip, clip]`` (None: not). ``grad``:
-    the last evaluation keeps its gradients (stage two)."""
+    the last evaluation keeps its gradients (stage two). The SDE runs on the residual divided by the network's
+    :func:`residual_scale`; the output is in normalised mel units."""
     if mu_y.dim() != 3:
         raise ConfigError(f"mu_y must have shape (B, n_mels, frames), got {tuple(mu_y.shape)}")
+    scale = residual_scale(getattr(eps_model, "net", None))
+    bound = None if clip is None else clip / scale
     res = conditioned_sample(eps_model, sde, mu_y, tuple(mu_y.shape), nfe=nfe, sampler=sampler, grid=grid,
-                             noise=noise, progress=progress, clip=clip, counter=counter, grad=grad)
-    return mu_y + (res if clip is None else res.clamp(-clip, clip))
+                             noise=noise, progress=progress, clip=bound, counter=counter, grad=grad)
+    return mu_y + scale * (res if bound is None else res.clamp(-bound, bound))
 
 
 class TTSStageTwoTask:
