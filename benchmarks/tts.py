@@ -61,7 +61,11 @@ def _budget(run) -> dict:
     from holdsgm.engine import load_checkpoint
 
     ck = load_checkpoint(run.path)
-    return {"steps": ck.step, "minutes": round(float(ck.state.get("elapsed", 0.0)) / 60, 1)}
+    b = {"steps": ck.step, "minutes": round(float(ck.state.get("elapsed", 0.0)) / 60, 1)}
+    origin = ck.state.get("stage2_origin")
+    if origin:  # stage two: the stage-one run's steps and minutes come first
+        b.update(stage1_steps=origin["init_step"], stage1_minutes=round(origin["init_seconds"] / 60, 1))
+    return b
 
 
 def _score(utts, make, args, audio_dir: Path, tag: str) -> dict:
@@ -106,7 +110,9 @@ def main(argv=None) -> int:
                    help="score the text-to-speech model shipped with the package instead of --tts")
     p.add_argument("--eq-dir", default=str(REPO / "runs" / "tts-eq"),
                    help="decoders at equal budget on the frozen encoder: EQ_DIR/{vp,cld,hold}")
-    p.add_argument("--resgrad", default=str(REPO / "runs" / "resgrad-hold"))
+    p.add_argument("--resgrad", nargs="+", default=[str(REPO / "runs" / "resgrad-hold"),
+                                                    str(REPO / "runs" / "resgrad-hold-s2")],
+                   help="ResGrad runs (stage one, stage two)")
     p.add_argument("--eval-n", type=int, default=30, help="held-out sentences scored")
     p.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 10, 50])
     p.add_argument("--resgrad-nfe", type=int, nargs="+", default=[2, 4])
@@ -185,14 +191,16 @@ def main(argv=None) -> int:
         for nfe in args.nfe:
             add(f"decoder {sde.upper()} (equal budget, frozen encoder)", tts_make(nfe, dec), f"eq-{sde}-nfe{nfe}",
                 nfe, b, str(eq / sde))
-    if (Path(args.resgrad) / "checkpoints").is_dir():
-        rg = load_run(args.resgrad)
+    for path in args.resgrad:
+        if not (Path(path) / "checkpoints").is_dir():
+            print(f"note: no ResGrad run {path}: its rows are left out", file=sys.stderr)
+            continue
+        rg = load_run(path)
         b = {**_budget(rg), "encoder_steps": tts_budget["steps"]}
-        for nfe in args.resgrad_nfe:
-            add(f"ResGrad {rg.sde.name.upper()} on mu_y", tts_make(nfe, rg), f"resgrad-nfe{nfe}", nfe, b,
-                args.resgrad)
-    else:
-        print(f"note: no ResGrad run {args.resgrad}: its rows are left out", file=sys.stderr)
+        s2 = rg.config.stage2
+        label = f"ResGrad {rg.sde.name.upper()} on mu_y" + (f" + stage two (K = {s2.nfe})" if s2.enabled else "")
+        for nfe in ([s2.nfe] if s2.enabled else args.resgrad_nfe):
+            add(label, tts_make(nfe, rg), f"{Path(path).name}-nfe{nfe}", nfe, b, path)
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -240,6 +248,9 @@ def _markdown(res: dict) -> str:
         b = r["budget"]
         if b is None:
             budget = "-"
+        elif "stage1_steps" in b:
+            budget = (f"encoder {b['encoder_steps']} + {b['stage1_steps']} + {b['steps']}; + {b['stage1_minutes']} + "
+                      f"{b['minutes']}")
         elif "encoder_steps" in b:
             budget = f"encoder {b['encoder_steps']} + {b['steps']}; + {b['minutes']}"
         else:

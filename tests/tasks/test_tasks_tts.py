@@ -147,3 +147,20 @@ def test_stage_two_lowers_the_few_step_loss_of_resgrad():
         opt.step()
     after = sum(float(task.loss(b, net).detach()) for b in fixed)
     assert after < 0.8 * before
+
+
+def test_temperature_scales_the_prior_draw_and_must_be_positive():
+    sde = make_sde("hold")
+    mu = torch.zeros(1, N_MELS, 5, dtype=torch.float64)
+
+    class Identity:  # score 0: the sampler's steps leave u_T's spread in the output
+        net = None
+
+        def with_condition(self, cond):
+            return lambda u, t: torch.zeros_like(u[:, -cond.shape[1]:])
+
+    a = tts_sample(Identity(), sde, mu, nfe=1, noise=0, clip=None)
+    b = tts_sample(Identity(), sde, mu, nfe=1, noise=0, clip=None, temperature=4.0)
+    torch.testing.assert_close(b, a / 2)  # u_T / sqrt(4); with one evaluation the output is linear in u_T
+    with pytest.raises(ValueError, match="temperature"):
+        tts_sample(Identity(), sde, mu, nfe=1, noise=0, temperature=0.0)

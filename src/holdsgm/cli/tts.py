@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--vocoder-nfe", type=int, default=None, help="the vocoder's score evaluations (its default)")
     p.add_argument("--length-scale", type=float, default=1.0, help="speaking slower (> 1) or faster (< 1)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="Grad-TTS's tau: the prior draw has variance 1/tau (> 1: smoother, less varied)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--figure", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUT.png with mu_y, the output mel and the alignment")
@@ -81,6 +83,8 @@ def run(args) -> int:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if not 0.25 <= args.length_scale <= 4:
         raise ConfigError(f"--length-scale must lie in [0.25, 4], got {args.length_scale}")
+    if not 0.1 <= args.temperature <= 10:
+        raise ConfigError(f"--temperature must lie in [0.1, 10], got {args.temperature}")
     out = Path(args.out)
     if out.suffix.lower() != ".wav":
         if out.suffix or out.is_file():
@@ -102,6 +106,7 @@ def run(args) -> int:
     resgrad = None if args.resgrad is None else load_run(args.resgrad, device=args.device)
     r = synthesize(tts_run, vocoder, text, nfe=args.nfe, sampler=args.sampler, grid=args.grid, resgrad=resgrad,
                    vocoder_nfe=args.vocoder_nfe, seed=args.seed, length_scale=args.length_scale,
+                   temperature=args.temperature,
                    progress=not args.quiet and sys.stderr.isatty())
     write_wav(out, r["wave"], r["sr"])
     figure = None

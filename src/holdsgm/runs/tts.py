@@ -74,7 +74,8 @@ def prior_means(run, ids: list[int], length_scale: float = 1.0) -> tuple[torch.T
 
 @torch.no_grad()
 def text_to_mel(run, text: str, *, nfe: int | None = None, sampler: str | None = None, grid: str | None = None,
-                resgrad=None, seed: int = 0, length_scale: float = 1.0, progress: bool = False) -> list[dict]:
+                resgrad=None, seed: int = 0, length_scale: float = 1.0, temperature: float = 1.0,
+                progress: bool = False) -> list[dict]:
     """Log-mels of ``text``, one per part (:func:`~holdsgm.text.split_sentences`): each a dict with the part's
     ``text``, ``ipa``, ``mu_y`` and ``mel`` (log-mel units, (n_mels, frames)), ``durations`` and the NFE used.
     The mel is mu_y refined by ``resgrad`` (a ResGrad run) when given, else by the run's SDE decoder; ``nfe``
@@ -106,7 +107,8 @@ def text_to_mel(run, text: str, *, nfe: int | None = None, sampler: str | None =
         y = mu_y
         if nfe:
             y = tts_sample(model.eps_model, model.sde, mu_y[None], nfe=nfe, sampler=sampler or d["sampler"],
-                           grid=grid or d["grid"], noise=PerSampleNoise([seed + i]), progress=progress)[0]
+                           grid=grid or d["grid"], noise=PerSampleNoise([seed + i]), progress=progress,
+                           temperature=temperature)[0]
         if not bool(torch.isfinite(y).all()):
             raise HoldsgmError("the decoder produced NaN or inf (try more NFE or another sampler)")
         out.append({"text": ph.text, "ipa": ph.ipa, "mu_y": norm.denormalize(mu_y).cpu(),
@@ -116,7 +118,7 @@ def text_to_mel(run, text: str, *, nfe: int | None = None, sampler: str | None =
 
 def synthesize(run, vocoder, text: str, *, nfe: int | None = None, sampler: str | None = None,
                grid: str | None = None, resgrad=None, vocoder_nfe: int | None = None, seed: int = 0,
-               length_scale: float = 1.0, progress: bool = False) -> dict:
+               length_scale: float = 1.0, temperature: float = 1.0, progress: bool = False) -> dict:
     """Text -> wave: :func:`text_to_mel`, each part vocoded (:func:`holdsgm.runs.inference.vocode`) and the parts
     joined with :data:`SENTENCE_PAUSE` of silence. Returns ``{"wave" (float32 numpy), "sr", "parts",
     "seconds" (compute), "audio_seconds", "rtf", "gain"}``; the wave's peak is at most
@@ -133,7 +135,7 @@ def synthesize(run, vocoder, text: str, *, nfe: int | None = None, sampler: str 
         check_resgrad(run, resgrad)
     t0 = time.perf_counter()
     parts = text_to_mel(run, text, nfe=nfe, sampler=sampler, grid=grid, resgrad=resgrad, seed=seed,
-                        length_scale=length_scale, progress=progress)
+                        length_scale=length_scale, temperature=temperature, progress=progress)
     sr = int(vocoder.dataset_info.speech["sr"])
     pause = np.zeros(int(SENTENCE_PAUSE * sr), dtype=np.float32)
     waves: list[np.ndarray] = []

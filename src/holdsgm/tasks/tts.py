@@ -91,7 +91,7 @@ def segment(x: Tensor, starts: Tensor, frames: int) -> Tensor:
     return out
 
 
-def residual_scale(net: nn.Module) -> float:
+def residual_scale(net: nn.Module | None) -> float:
     """The scale the SDE's data (the residual mel) is divided by (:class:`holdsgm.nets.MelUNet`; 1 for other
     networks)."""
     net = getattr(net, "module", net)  # DDP
@@ -261,18 +261,22 @@ class ResGradTask(_ResidualTask):
 
 def tts_sample(eps_model, sde: LinearSDE, mu_y: Tensor, *, nfe: int, sampler: str = "exp1", grid: str = "edm",
                noise=None, progress: bool = False, counter=None, clip: float | None = TTS_CLIP,
-               grad: bool = False) -> Tensor:
+               grad: bool = False, temperature: float = 1.0) -> Tensor:
     """Normalised mels (B, n_mels, N) from the decoder: ``mu_y`` plus the residual a few-step pass of the
     reverse SDE conditioned on ``mu_y`` ends at (:func:`holdsgm.tasks.vocoder.conditioned_sample`); the
     residual's data predictions, the last one included, are clipped to ``[-clip, clip]`` (None: not). ``grad``:
     the last evaluation keeps its gradients (stage two). The SDE runs on the residual divided by the network's
-    :func:`residual_scale`; the output is in normalised mel units."""
+    :func:`residual_scale`; the output is in normalised mel units. ``temperature`` (Grad-TTS's tau, 1.5 in its
+    paper): the prior draw u_T is divided by sqrt(tau) (variance 1 / tau)."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     if mu_y.dim() != 3:
         raise ConfigError(f"mu_y must have shape (B, n_mels, frames), got {tuple(mu_y.shape)}")
     scale = residual_scale(getattr(eps_model, "net", None))
     bound = None if clip is None else clip / scale
     res = conditioned_sample(eps_model, sde, mu_y, tuple(mu_y.shape), nfe=nfe, sampler=sampler, grid=grid,
-                             noise=noise, progress=progress, clip=bound, counter=counter, grad=grad)
+                             noise=noise, progress=progress, clip=bound, counter=counter, grad=grad,
+                             prior_scale=temperature ** -0.5)
     return mu_y + scale * (res if bound is None else res.clamp(-bound, bound))
 
 

@@ -196,11 +196,13 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
 
 def conditioned_sample(eps_model, sde, cond: Tensor, shape: tuple[int, ...], *, nfe: int, sampler: str = "exp1",
                        grid: str = "edm", noise=None, grad: bool = False, progress: bool = False,
-                       clip: float | Tensor | None = None, counter=None) -> Tensor:
+                       clip: float | Tensor | None = None, counter=None, prior_scale: float = 1.0) -> Tensor:
     """The data (shape ``shape``) a few-step pass of the reverse SDE conditioned on ``cond`` ends at, with at
     most ``nfe`` score evaluations (:func:`vocoder_times`): u_T from the prior, the sampler's steps without
     gradients (data predictions clipped to ``[-clip, clip]`` unless None), then the data prediction
-    ``E[x0 | u_t]`` of the last evaluation, with gradients when ``grad`` (stage two). Shared by the vocoder
+    ``E[x0 | u_t]`` of the last evaluation, with gradients when ``grad`` (stage two). ``prior_scale``
+    multiplies u_T (Grad-TTS's temperature tau starts from N(mu, I / tau): ``prior_scale = tau^-1/2``, less
+    varied, smoother output). Shared by the vocoder
     (:func:`vocoder_sample`) and the text-to-speech decoder (:func:`holdsgm.tasks.tts.tts_sample`)."""
     from ..samplers import SAMPLERS
     from ..samplers.noise import as_noise
@@ -211,6 +213,8 @@ def conditioned_sample(eps_model, sde, cond: Tensor, shape: tuple[int, ...], *, 
     noise = as_noise(noise)
     b = shape[0]
     u = sde.prior_sample(shape, noise=noise, dtype=cond.dtype, device=cond.device)
+    if prior_scale != 1.0:
+        u = u * prior_scale
     score_fn = eps_model.with_condition(cond)
     if counter is not None:
         from ..progress import ticking
