@@ -6,8 +6,13 @@ as float16 safetensors and a manifest naming the commands and commit that traine
         --command "holdsgm data speech --out data/speech --n 1200 && holdsgm train vocoder-hold --out \\
                    runs/vocoder-hold && holdsgm train vocoder-hold-stage2 --out runs/vocoder-hold-s2"
 
-Then ``holdsgm vocode --wav IN.wav --out OUT.wav`` uses it, and ``python benchmarks/vocoder.py --pretrained``
-scores the shipped copy.
+The text-to-speech model (``--part tts``, rows from ``benchmarks/results/tts.json``)::
+
+    python benchmarks/ship_voice.py --part tts --run runs/tts-hold --commit c522a53 \\
+        --command "holdsgm train tts-hold --out runs/tts-hold"
+
+Then ``holdsgm vocode --wav IN.wav --out OUT.wav`` (and ``holdsgm tts --text ...``) uses it, and
+``python benchmarks/vocoder.py --pretrained`` (``benchmarks/tts.py --pretrained``) scores the shipped copy.
 """
 
 from __future__ import annotations
@@ -30,18 +35,25 @@ def main(argv=None) -> int:
     p.add_argument("--name", default=DEFAULT_VOICE)
     p.add_argument("--command", required=True, help="the commands that trained it")
     p.add_argument("--commit", required=True, help="the commit of the code that trained it")
-    p.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "vocoder.json"))
+    p.add_argument("--part", default="vocoder", choices=["vocoder", "tts"],
+                   help="what the run is: the vocoder, or the text-to-speech model (benchmarks/tts.py's results)")
+    p.add_argument("--results", default=None,
+                   help="benchmark results to copy the run's rows from (default: results/vocoder.json or tts.json)")
     args = p.parse_args(argv)
     run_name = Path(args.run).name
-    metrics: dict = {"benchmark": "benchmarks/results/vocoder.json", "rows": []}
-    res_path = Path(args.results)
+    results = args.results or str(REPO / "benchmarks" / "results" / f"{args.part}.json")
+    metrics: dict = {"benchmark": str(Path(results).relative_to(REPO)) if Path(results).is_relative_to(REPO)
+                     else results, "rows": []}
+    res_path = Path(results)
+    keep = ("recordings", "Griffin-Lim (32 it.)", "recordings' mel -> shipped vocoder (ceiling)")
     if res_path.is_file():
         res = json.loads(res_path.read_text())
         metrics["command"] = res["command"]
         for r in res["rows"]:
-            if r["run"] in (run_name, "shipped") or r["method"] in ("recordings", "Griffin-Lim (32 it.)"):
-                metrics["rows"].append({"domain": r["domain"], "method": r["method"], "nfe": r["nfe"],
-                                        **{k: r[k]["mean"] for k in ("pesq", "estoi", "mcd", "f0_rmse", "rtf")},
+            if r["run"] in (run_name, "shipped") or r["method"] in keep:
+                metrics["rows"].append({"domain": r.get("domain", "held out"), "method": r["method"],
+                                        "nfe": r["nfe"], **{k: v["mean"] for k, v in r.items()
+                                                            if isinstance(v, dict) and "mean" in v},
                                         "wer": r["wer"]["wer"]})
     ck = load_checkpoint(args.run)
     budget = {"stage2_steps": ck.step, "stage2_minutes": round(float(ck.state.get("elapsed", 0.0)) / 60, 1)}
@@ -49,7 +61,7 @@ def main(argv=None) -> int:
         s1 = load_checkpoint(args.stage1)
         budget.update(stage1_steps=s1.step, stage1_minutes=round(float(s1.state.get("elapsed", 0.0)) / 60, 1))
     metrics["training"] = budget
-    path = export_part(args.run, args.name, "vocoder", command=args.command, commit=args.commit, metrics=metrics)
+    path = export_part(args.run, args.name, args.part, command=args.command, commit=args.commit, metrics=metrics)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) and {path.parent / 'manifest.json'}")
     return 0
 

@@ -21,10 +21,14 @@ Mean and 95 % interval (1.96 s / sqrt(n)) per metric. Each row names its trainin
 
     holdsgm train tts-hold --out runs/tts-hold                    # the joint model (encoder + decoder)
     holdsgm train resgrad-hold --out runs/resgrad-hold            # ResGrad on its mu_y
+    holdsgm train resgrad-hold-stage2 --out runs/resgrad-hold-s2  # + stage two (K = 2, L2 on the mel)
     for s in vp cld hold; do                                      # decoders at equal budget, frozen encoder
       holdsgm train resgrad-hold --out runs/tts-eq/$s --set sde.name=$s --set model.dims=[128,192,256] \\
-          --set model.blocks=2 --set train.steps=1500; done
+          --set model.blocks=2 --set train.steps=1000; done
     OMP_NUM_THREADS=2 python benchmarks/tts.py [--quick]
+    # or in two processes of one thread each (the metrics are single-threaded; RTF then at 1 thread):
+    python benchmarks/tts.py --rows main --threads 1 --tag tts-main & python benchmarks/tts.py --rows eq \\
+        --threads 1 --tag tts-eq
 
 ``--quick``: 3 sentences, NFE 2 and 4 (a smoke test of the script).
 """
@@ -54,6 +58,10 @@ from holdsgm.runs.tts import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 SR, HOP = 16000, 256
+#: the sampler of a row: the first-order exponential integrator (data prediction, deterministic) at few steps,
+#: the library's measured default at 50 (exp2m-sde); measured here: exp1 drifts off (residual RMS 3-4, the
+#: clip's bound) at 50-200 NFE with these decoders, and exp3s ('auto' at 10 NFE) gave MCD 6.6 against exp1's 2.1
+SAMPLER_AT = lambda nfe: "exp1" if nfe < 20 else "exp2m-sde"  # noqa: E731
 METRICS = ("mcd", "f0_rmse", "vuv", "dur_err", "dur_abs", "dnsmos_ovrl", "rtf")
 
 
@@ -116,6 +124,11 @@ def main(argv=None) -> int:
     p.add_argument("--eval-n", type=int, default=30, help="held-out sentences scored")
     p.add_argument("--nfe", type=int, nargs="+", default=[2, 4, 10, 50])
     p.add_argument("--resgrad-nfe", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.5],
+                   help="the joint decoder's rows at each temperature (the others at the first)")
+    p.add_argument("--rows", nargs="+", default=["main", "eq"], choices=["main", "eq"],
+                   help="main: recordings, ceiling, mu_y, the joint decoder, ResGrad; eq: the equal-budget decoders "
+                        "(two processes can share the work, one thread each)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (RTF)")
     p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
     p.add_argument("--no-f0", dest="f0", action="store_false", help="skip the F0 metrics (pYIN is the slow part)")
@@ -158,7 +171,9 @@ def main(argv=None) -> int:
         rows.append({"method": method, "nfe": nfe, "budget": budget, "run": run, **s})
         print(f"{method} NFE {nfe}: {_line(s)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
-    add("recordings", lambda i, u: (u["wave"], None), "recording")
+    main_rows = "main" in args.rows
+    if main_rows:
+        add("recordings", lambda i, u: (u["wave"], None), "recording")
 
     def ceiling(i, u):
         from holdsgm.audio import log_mel
@@ -167,38 +182,46 @@ def main(argv=None) -> int:
         v = vocode(vocoder, log_mel(torch.from_numpy(u["wave"])), seed=i)
         return v.wave.numpy(), time.perf_counter() - t0
 
-    add("recordings' mel -> shipped vocoder (ceiling)", ceiling, "ceiling")
+    if main_rows:
+        add("recordings' mel -> shipped vocoder (ceiling)", ceiling, "ceiling")
     synthesize(tts, vocoder, "Warm up.", nfe=2)  # the sampler's plan, phonemizer, vocoder
 
-    def tts_make(nfe, resgrad=None):
+    def tts_make(nfe, resgrad=None, temperature=1.0):
+        sampler = SAMPLER_AT(nfe)
+
         def make(i, u):
-            r = synthesize(tts, vocoder, u["text"], nfe=nfe, resgrad=resgrad, seed=i)
+            r = synthesize(tts, vocoder, u["text"], nfe=nfe, resgrad=resgrad, seed=i, sampler=sampler, grid="edm",
+                           temperature=temperature)
             return r["wave"], r["seconds"]
 
         return make
 
     name = "shipped" if args.pretrained else Path(args.tts).name
-    add("mu_y alone (text encoder)", tts_make(0), "mu_y", 0, tts_budget, name)
-    for nfe in args.nfe:
-        add(f"decoder HOLD (joint, {name})", tts_make(nfe), f"decoder-nfe{nfe}", nfe, tts_budget, name)
+    if main_rows:
+        add("mu_y alone (text encoder)", tts_make(0), "mu_y", 0, tts_budget, name)
+        for k, tau in enumerate(args.temperatures):
+            for nfe in (args.nfe if k == 0 else [n for n in args.nfe if n == 10]):
+                add(f"decoder HOLD (joint), {SAMPLER_AT(nfe)}, tau {tau:g}", tts_make(nfe, temperature=tau),
+                    f"decoder-nfe{nfe}-tau{tau:g}", nfe, tts_budget, name)
     eq = Path(args.eq_dir)
-    for sde in ("vp", "cld", "hold"):
+    for sde in ("vp", "cld", "hold") if "eq" in args.rows else ():
         if not (eq / sde / "checkpoints").is_dir():
             print(f"note: no run {eq / sde}: its rows are left out", file=sys.stderr)
             continue
         dec = load_run(eq / sde)
         b = {**_budget(dec), "encoder_steps": tts_budget["steps"]}
         for nfe in args.nfe:
-            add(f"decoder {sde.upper()} (equal budget, frozen encoder)", tts_make(nfe, dec), f"eq-{sde}-nfe{nfe}",
-                nfe, b, str(eq / sde))
-    for path in args.resgrad:
+            add(f"decoder {sde.upper()} (equal budget, frozen encoder), {SAMPLER_AT(nfe)}", tts_make(nfe, dec),
+                f"eq-{sde}-nfe{nfe}", nfe, b, str(eq / sde))
+    for path in args.resgrad if main_rows else ():
         if not (Path(path) / "checkpoints").is_dir():
             print(f"note: no ResGrad run {path}: its rows are left out", file=sys.stderr)
             continue
         rg = load_run(path)
         b = {**_budget(rg), "encoder_steps": tts_budget["steps"]}
         s2 = rg.config.stage2
-        label = f"ResGrad {rg.sde.name.upper()} on mu_y" + (f" + stage two (K = {s2.nfe})" if s2.enabled else "")
+        label = (f"ResGrad {rg.sde.name.upper()} on mu_y" + (f" + stage two (K = {s2.nfe})" if s2.enabled else "")
+                 + f", {SAMPLER_AT(2)}")
         for nfe in ([s2.nfe] if s2.enabled else args.resgrad_nfe):
             add(label, tts_make(nfe, rg), f"{Path(path).name}-nfe{nfe}", nfe, b, path)
 
@@ -214,7 +237,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "torch": torch.__version__, "seed": "sentence i uses noise seed i (decoder and vocoder)",
         "command": "python benchmarks/tts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "rows": rows, "audio": str(audio_dir),
+        "rows": rows, "audio": str(audio_dir), "row_sets": args.rows,
     }
     (out / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{tag}.md").write_text(_markdown(result))
