@@ -122,9 +122,13 @@ def test_a_vocoder_of_other_features_is_refused():
 
 
 @pytest.mark.slow
-def test_long_text_is_split_at_sentences_and_unknown_characters_dropped(tts_runs, vocoder, caplog):
+def test_long_text_is_split_at_sentences_and_unknown_characters_dropped(tts_runs, vocoder, monkeypatch):
+    from holdsgm.text import frontend
+
+    got: list[str] = []
+    monkeypatch.setattr(frontend.log, "warning", lambda msg, *a: got.append(msg % a))
     run = load_run(tts_runs["hold"])
     text = " ".join(f"Sentence number {i} is here ☃." for i in range(12))
     r = synthesize(run, vocoder, text, nfe=1)
     assert len(r["parts"]) == 12 and all("☃" not in p["text"] for p in r["parts"])
-    assert "☃" in caplog.text
+    assert any("☃" in w for w in got)
