@@ -91,6 +91,12 @@ def segment(x: Tensor, starts: Tensor, frames: int) -> Tensor:
     return out
 
 
+def frame_mask(batch: TextMelBatch) -> Tensor:
+    """(B, Ty) float: 1 on each utterance's frames, 0 on the padding."""
+    t = torch.arange(batch.mel.shape[-1], device=batch.mel.device)
+    return (t[None, :] < batch.y_len[:, None]).float()
+
+
 def residual_scale(net: nn.Module | None) -> float:
     """The scale the SDE's data (the residual mel) is divided by (:class:`holdsgm.nets.MelUNet`; 1 for other
     networks)."""
@@ -187,13 +193,16 @@ class _ResidualTask:
     def split(self, batch: TextMelBatch, parts: int) -> list[TextMelBatch]:
         return batch.split(parts)
 
+    def segments(self, batch: TextMelBatch, mu_y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(mask (B, 1, S), mu_y, true mel) of the batch's decoder segments, zero past each utterance's end."""
+        s = self.segment_frames
+        mask = segment(frame_mask(batch)[:, None, :], batch.starts, s)
+        return mask, segment(mu_y, batch.starts, s) * mask, segment(batch.mel, batch.starts, s) * mask
+
     def residual_loss(self, net: nn.Module, batch: TextMelBatch, mu_y: Tensor) -> Tensor:
         """The decoder's loss on segments of ``y - mu_y`` conditioned on ``mu_y`` (no gradient into mu_y)."""
-        s = self.segment_frames
-        mask = segment((torch.arange(batch.mel.shape[-1], device=batch.mel.device)[None, :]
-                        < batch.y_len[:, None]).float()[:, None, :], batch.starts, s)
-        mu = segment(mu_y.detach(), batch.starts, s) * mask
-        x0 = (segment(batch.mel, batch.starts, s) - mu) * mask / residual_scale(self.net)
+        mask, mu, y = self.segments(batch, mu_y.detach())
+        x0 = (y - mu) / residual_scale(self.net)
         return residual_hsm_loss(self.eps_model(net), self.sde, x0, mu, mask, batch.t, batch.z, batch.kernel)
 
     def init_weights(self) -> None:
@@ -233,7 +242,7 @@ class TTSTask(_ResidualTask):
         logw_true = torch.log(1e-8 + attn.sum(-1)) * x_mask[:, 0]
         dur_loss = ((logw - logw_true).square() * x_mask[:, 0]).sum() / batch.x_len.sum()
         mu_y = torch.einsum("bci,bij->bcj", mu_x, attn)
-        y_mask = (torch.arange(batch.mel.shape[-1], device=mu_y.device)[None, :] < batch.y_len[:, None]).float()
+        y_mask = frame_mask(batch)
         prior = 0.5 * ((batch.mel - mu_y).square() + LOG_2PI) * y_mask[:, None, :]
         prior_loss = prior.sum() / (y_mask.sum() * self.n_mels)
         diff_loss = self.residual_loss(net, batch, mu_y)
@@ -319,11 +328,7 @@ class TTSStageTwoTask:
             else:
                 mu_x, _, _, attn = aligned_means(self.net, b.ids, b.x_len, b.mel, b.y_len)
                 mu_y = torch.einsum("bci,bij->bcj", mu_x, attn)
-        s = inner.segment_frames
-        mask = segment((torch.arange(b.mel.shape[-1], device=b.mel.device)[None, :] < b.y_len[:, None])
-                       .float()[:, None, :], b.starts, s)
-        mu = segment(mu_y, b.starts, s) * mask
-        y = segment(b.mel, b.starts, s) * mask
+        mask, mu, y = inner.segments(b, mu_y)
         out = tts_sample(inner.eps_model(net), inner.sde, mu, nfe=self.nfe, sampler=self.sampler, grid=self.grid,
                          noise=PerSampleNoise(seeds), grad=True)
         return self.l2_weight * ((out - y).square() * mask).sum() / (mask.sum() * y.shape[1]).clamp_min(1.0)
