@@ -1,5 +1,5 @@
-"""Data sets for holdsgm: built-in 2-D toys, scikit-learn digits, the user's images/arrays, Gaussian
-mixtures from JSON; plus a resumable batch-index iterator. Nothing is ever downloaded, and nothing here
+"""Data sets for holdsgm: built-in 2-D toys, scikit-learn digits, Fashion-MNIST (Debian's package) and any
+MNIST-format (IDX) files, the user's images/arrays, Gaussian mixtures from JSON; plus a resumable batch-index iterator. Nothing is ever downloaded, and nothing here
 knows about SDEs.
 
 Entry point: :func:`load_dataset`.
@@ -17,6 +17,7 @@ from ..errors import DataError, HoldsgmError
 from .batching import InfiniteBatchSampler
 from .dataset import MAX_POINTS, MAX_SEED, Dataset, check_choice, check_float, check_int, check_options
 from .digits import load_digits_dataset
+from .mnist import FASHION_MNIST_PARTS, is_idx_images, load_fashion_mnist, load_idx_dataset, read_idx
 from .images import DEFAULT_KEYS, DEFAULT_LABEL_KEYS, IMAGE_EXTENSIONS, dataset_from_arrays, load_image_folder, load_npz
 from .toy import TOY_DATASETS, has_density, load_mixture, sample_mixture, toy_mixture
 
@@ -30,6 +31,8 @@ _OPTIONS = {
     "toy": {"n", "seed"},
     "mixture": {"n", "seed"},
     "digits": set(),
+    "fashion-mnist": {"labels", "pad", "n", "seed"},
+    "idx": {"labels", "pad", "n", "seed"},
     "folder": {"recursive", "labels", "channels", "n", "seed"},
     "npz": {"key", "label_key", "labels", "layout", "value_range", "n", "seed"},
     "array": {"y", "layout", "value_range", "name"},
@@ -38,7 +41,7 @@ _OPTIONS = {
 
 def dataset_names() -> list[str]:
     """The built-in names accepted by :func:`load_dataset`."""
-    return [*TOY_DATASETS, "digits"]
+    return [*TOY_DATASETS, "digits", *FASHION_MNIST_PARTS]
 
 
 def _source(name_or_path) -> tuple[str, str]:
@@ -54,7 +57,11 @@ def _source(name_or_path) -> tuple[str, str]:
         return "toy", s.strip().lower()
     if s.strip().lower() == "digits":
         return "digits", "digits"
+    if s.strip().lower() in FASHION_MNIST_PARTS:
+        return "fashion-mnist", s.strip().lower()
     low = s.lower()
+    if is_idx_images(low):
+        return "idx", s
     if low.endswith((".npz", ".npy")):
         return "npz", s
     if low.endswith(".json"):
@@ -82,6 +89,10 @@ def load_dataset(name_or_path, **options) -> Dataset:
     * ``path.json``: a Gaussian mixture (``{"weights", "means", "covs"}``), sampled: ``n``, ``seed``;
       the mixture is returned as ``Dataset.mixture``.
     * ``digits``: scikit-learn's 8x8 digits, (N, 1, 8, 8), 17 levels, 10 classes.
+    * ``fashion-mnist`` / ``fashion-mnist-test``: the official 60 000 / 10 000 images of Fashion-MNIST
+      (Debian's ``dataset-fashion-mnist``), (N, 1, 28, 28), 256 levels, 10 named classes; and a path to
+      any ``*-images-idx3-ubyte[.gz]`` file (MNIST, KMNIST, ...), labelled from the file beside it:
+      ``labels``, ``pad`` (background pixels added on each side: 2 gives 32x32).
     * a folder: PNG/JPEG images, see :func:`~holdsgm.data.images.load_image_folder`: ``recursive``,
       ``labels`` (class per subfolder; detected when the folder holds only class sub-folders), ``channels``.
     * ``path.npz`` / ``path.npy``: see :func:`~holdsgm.data.images.load_npz`: ``key``, ``label_key``,
@@ -133,6 +144,11 @@ def _load(kind: str, name: str, raw, options: dict) -> Dataset:
         return Dataset(x=x, name=os.path.splitext(os.path.basename(name))[0], mixture=gm)
     if kind == "digits":
         return load_digits_dataset()
+    if kind in ("fashion-mnist", "idx"):
+        opts = dict(options)
+        n, seed = opts.pop("n", None), opts.pop("seed", 0)
+        ds = load_fashion_mnist(name, **opts) if kind == "fashion-mnist" else load_idx_dataset(name, **opts)
+        return _at_most(ds, n, seed)
     if kind in ("folder", "npz"):
         opts = dict(options)
         n, seed = opts.pop("n", None), opts.pop("seed", 0)
@@ -165,5 +181,6 @@ __all__ = [
     "DEFAULT_KEYS", "DEFAULT_LABEL_KEYS", "Dataset", "IMAGE_EXTENSIONS", "InfiniteBatchSampler",
     "TOY_DATASETS",
     "dataset_from_arrays", "dataset_names", "has_density", "load_dataset", "load_digits_dataset",
-    "load_image_folder", "load_mixture", "load_npz", "toy_mixture",
+    "load_fashion_mnist", "load_idx_dataset", "load_image_folder", "load_mixture", "load_npz", "read_idx",
+    "toy_mixture",
 ]

@@ -36,13 +36,14 @@ DATA_OPTION_DOCS = {
          "drawn with seed when there are more)",
     "seed": "seed of the toy points or of the subset",
     "recursive": "image folders: also read sub-folders (unlabelled)",
-    "labels": "image folders: true = one sub-folder per class, false = none, null = detect; .npz: load the "
-              "label array (null: when present)",
+    "labels": "image folders: true = one sub-folder per class, false = none, null = detect; .npz and "
+              "MNIST-format files: load the labels (null: when present)",
     "channels": "image folders: 1 or 3 (null: 1 if every image is grey)",
     "key": ".npz: the data array's name (default: the first of x, images, arr_0)",
     "label_key": ".npz: the label array's name (default: the first of y, labels)",
     "layout": ".npz with 4-D arrays: NCHW or NHWC (null: the smaller of axes 1 and 3 is the channel axis)",
     "value_range": "[lo, hi] of the raw values, mapped linearly onto [-1, 1]",
+    "pad": "fashion-mnist and MNIST-format files: background pixels added on every side (2: 28x28 -> 32x32)",
 }
 SPEECH_OPTION_DOCS = {
     "path": "speech: an LJSpeech-layout folder (holdsgm data speech) or a folder of WAVs",
