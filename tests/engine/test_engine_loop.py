@@ -339,3 +339,21 @@ def test_clipped_data_predictions_keep_a_half_trained_model_in_range(tmp_path):
         generate(run, 500, sampler="exp2m-sde", nfe=50, clip=False)
     gen = generate(run, 500, sampler="exp2m-sde", nfe=50)
     assert torch.isfinite(gen.x).all() and float(gen.u.abs().max()) < 1000
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_fp16_does_not(tmp_path):
+    """train.amp=bf16 autocasts the network on the CPU (its losses differ from float32's in the low bits but
+    train alike); fp16 has no CPU autocast here and trains in float32, bit for bit as amp=none."""
+    cfg = lambda amp: tiny_config(f"train.amp={amp}", steps=10)  # noqa: E731
+    runs = {}
+    for amp in ("none", "bf16", "fp16"):
+        t = Trainer(cfg(amp), tmp_path / amp, verbose=False)
+        runs[amp] = t.amp_dtype
+        t.fit()
+        t.close()
+    assert runs == {"none": None, "bf16": torch.bfloat16, "fp16": None}
+    ref, bf, fp = (losses(tmp_path / a) for a in ("none", "bf16", "fp16"))
+    assert fp == ref
+    assert [r[1] for r in bf] != [r[1] for r in ref]
+    for (_, a, *_), (_, b, *_) in zip(bf, ref):
+        assert math.isfinite(a) and abs(a - b) < 0.05 * abs(b) + 0.05

@@ -10,12 +10,12 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a trained run (W2/MMD/per-mode W2 or FD-digits, ODE likelihood)",
+        help="evaluate a trained run (W2/MMD/per-mode W2, FID/KID or FD-digits, ODE likelihood)",
         description="Evaluate a trained run on its held-out split: 2-D data get exact W2 (POT) and MMD, plus "
-        "per-mode W2 / mode TV / cross-entropy excess when the true density is known; digits get "
-        "FD-digits (and class accuracy for class-conditional models) when holdsgm.eval.fd_digits "
-        "is available; all get the probability-flow ODE likelihood (NLL in nats, bits/dim for "
-        "quantised data). Prints JSON; --out also writes it to a file.",
+        "per-mode W2 / mode TV / cross-entropy excess when the true density is known; images get FID and KID "
+        "with the standard Inception features (the fid extra; N printed beside them); the 8x8 digits get "
+        "FD-digits (and class accuracy for class-conditional models) instead; all get the probability-flow "
+        "ODE likelihood (NLL in nats, bits/dim for quantised data). Prints JSON; --out also writes it to a file.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder (or one checkpoint folder)")

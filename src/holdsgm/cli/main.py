@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMANDS = ["demo", "train", "sample", "eval", "likelihood", "bench", "data", "vocode", "tts", "config"]
+COMMANDS = ["demo", "train", "sample", "eval", "likelihood", "fid", "bench", "data", "vocode", "tts", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:

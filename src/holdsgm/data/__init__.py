@@ -1,6 +1,6 @@
 """Data sets for holdsgm: built-in 2-D toys, scikit-learn digits, Fashion-MNIST (Debian's package) and any
-MNIST-format (IDX) files, the user's images/arrays, Gaussian mixtures from JSON; plus a resumable batch-index iterator. Nothing is ever downloaded, and nothing here
-knows about SDEs.
+MNIST-format (IDX) files, the user's images/arrays, Gaussian mixtures from JSON; plus a resumable
+batch-index iterator. Nothing is ever downloaded, and nothing here knows about SDEs.
 
 Entry point: :func:`load_dataset`.
 """
@@ -17,8 +17,8 @@ from ..errors import DataError, HoldsgmError
 from .batching import InfiniteBatchSampler
 from .dataset import MAX_POINTS, MAX_SEED, Dataset, check_choice, check_float, check_int, check_options
 from .digits import load_digits_dataset
-from .mnist import FASHION_MNIST_PARTS, is_idx_images, load_fashion_mnist, load_idx_dataset, read_idx
 from .images import DEFAULT_KEYS, DEFAULT_LABEL_KEYS, IMAGE_EXTENSIONS, dataset_from_arrays, load_image_folder, load_npz
+from .mnist import FASHION_MNIST_PARTS, is_idx_images, load_fashion_mnist, load_idx_dataset, read_idx
 from .toy import TOY_DATASETS, has_density, load_mixture, sample_mixture, toy_mixture
 
 log = logging.getLogger("holdsgm.data")

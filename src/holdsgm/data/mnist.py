@@ -64,10 +64,11 @@ def read_idx(path) -> np.ndarray:
         raise
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"cannot read IDX file {p}: {' '.join(str(e).split()) or type(e).__name__}") from None
-    if len(body) != count * dtype.itemsize:
-        what = "truncated" if len(body) < count * dtype.itemsize else "longer than its header says"
-        raise DataError(f"{p}: IDX file {what} (shape {shape} needs {count * dtype.itemsize} bytes of data, "
-                        f"found {min(len(body), count * dtype.itemsize + 1)}{'+' if len(body) > count * dtype.itemsize else ''})")
+    need = count * dtype.itemsize
+    if len(body) != need:
+        found = f"{len(body)}" if len(body) < need else f"more than {need}"
+        what = "truncated" if len(body) < need else "longer than its header says"
+        raise DataError(f"{p}: IDX file {what} (shape {shape} needs {need} bytes of data, found {found})")
     return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 

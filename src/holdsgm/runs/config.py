@@ -417,9 +417,9 @@ class TrainConfig:
     (the TensorFlow/score_sde warm-up; early averages are not dominated by the random init).
     ``batch_size`` is the global batch (split across DDP ranks); ``grad_accum`` splits each rank's part into
     that many micro-batches whose gradients are summed, so the global batch (and the training) does not
-    depend on how much fits in memory. ``amp`` (bf16/fp16 autocast) takes effect
-    on CUDA, and ``bf16`` also on the CPU (~1.6x faster where the CPU has AVX512-BF16 or AMX). ``label_dropout`` replaces class labels by the null label with that
-    probability (classifier-free guidance training, Ho & Salimans 2022).
+    depend on how much fits in memory. ``amp`` (bf16/fp16 autocast) takes effect on CUDA, and ``bf16`` also
+    on the CPU (~1.6x faster where the CPU has AVX512-BF16 or AMX). ``label_dropout`` replaces class labels
+    by the null label with that probability (classifier-free guidance training, Ho & Salimans 2022).
     """
 
     steps: int = doc(

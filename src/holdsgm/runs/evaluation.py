@@ -3,8 +3,9 @@
 * 2-D / vector data: exact empirical W2 (POT) and MMD against the held-out split; for data with a known
   Gaussian-mixture density also the per-mode W2, mode-weight TV and cross-entropy excess
   (:func:`holdsgm.eval.metrics.mixture_metrics`).
-* Images: FD-digits and the class accuracy of class-conditional samples when
-  :mod:`holdsgm.eval.fd_digits` is available (digits only).
+* Images: FID and KID with the standard Inception features (:mod:`holdsgm.eval.fid`, the ``fid`` extra)
+  against the held-out images; for the 8x8 digits FD-digits and the class accuracy of class-conditional
+  samples instead.
 * Likelihood: the probability-flow ODE (Song et al. 2021) with the auxiliary-variable bound for n >= 2
   (:func:`holdsgm.likelihood.ode_likelihood`): NLL in nats for continuous data, bits/dim after uniform
   dequantisation for quantised data (offset log2((K - 1) / range); :func:`holdsgm.likelihood.bits_per_dim`).
@@ -96,6 +97,8 @@ def likelihood(
     for i0 in range(0, len(x), batch_size):
         xb = x[i0 : i0 + batch_size].to(device)
         yb = None if y is None else y[i0 : i0 + batch_size].to(device)
+        if yb is not None and run.sde.order > 1 and aux_draws > 1:
+            yb = yb.repeat(aux_draws)  # ode_likelihood solves draw k of item i as row k * n_items + i
         if batches > 1:
             bar.set_postfix(batch=f"{i0 // batch_size + 1}/{batches}")
         out = ode_likelihood(
@@ -165,13 +168,51 @@ def _fd_module():
         return None
 
 
-def image_metrics(run: LoadedRun, gen, reference: Dataset) -> tuple[dict, list[str]]:
-    """FD-digits (+ its floor at the same n) and class accuracy, when :mod:`holdsgm.eval.fd_digits` exists."""
+def fid_metrics(run: LoadedRun, gen, reference: Dataset, progress: bool = False) -> tuple[dict, list[str]]:
+    """FID and KID (standard Inception features, :mod:`holdsgm.eval.fid`) of the samples against the held-out
+    images (a built-in reference's features are cached); a note instead when the network is not installed."""
+    from ..eval import fid
+
+    if not fid.inception_available():
+        return {}, ["FID/KID skipped: the standard Inception network is not installed (pip install "
+                    "'holdsgm[fid]')"]
+    if run.dataset_info.data_shape[0] not in (1, 3):
+        return {}, [f"FID/KID skipped: images of {run.dataset_info.data_shape[0]} channels"]
+    test, opts = run.config.data.test, run.config.data.options
+    if test is not None and test.strip().lower() in fid.BUILTIN_REFERENCES:  # cached; the same subset as `reference`
+        ref = fid.features_of(test, n=opts.get("n"), seed=opts.get("seed", 0), progress=progress).feats
+    else:
+        ref = fid.inception_features(reference.x, progress=progress, desc="inception (held out)")
+    smp = fid.inception_features(gen.x, progress=progress, desc="inception (samples)")
+    res: dict[str, Any] = fid.scores(smp, ref)
+    notes = [f"FID at N = {res['n']} samples vs {res['n_ref']} held-out images: biased upwards at small N, "
+             f"compare only at equal N"]
+    if gen.labels is not None:
+        res.update(_class_accuracy(run, gen, notes))
+    return res, notes
+
+
+def _class_accuracy(run: LoadedRun, gen, notes: list[str]) -> dict:
+    """How often a classifier trained on the real data (:func:`holdsgm.eval.classifier.image_classifier`)
+    names the class a conditional sample was drawn for, beside that classifier's accuracy on real test data."""
+    from ..eval.classifier import DATASETS, image_classifier
+
+    name = run.dataset_info.name
+    if name not in DATASETS or tuple(DATASETS[name]["shape"]) != tuple(run.dataset_info.data_shape):
+        notes.append(f"class accuracy skipped: no classifier for {name!r} (one of {', '.join(DATASETS)})")
+        return {}
+    clf = image_classifier(name)
+    acc = float((clf.predict(gen.x) == gen.labels.cpu()).double().mean())
+    return {"class_accuracy": acc, "classifier_test_accuracy": clf.test_accuracy}
+
+
+def image_metrics(run: LoadedRun, gen, reference: Dataset, progress: bool = False) -> tuple[dict, list[str]]:
+    """FID/KID for images of 1 or 3 channels; for the 8x8 digits FD-digits (+ its floor at the same n) and
+    class accuracy, when :mod:`holdsgm.eval.fd_digits` exists."""
     notes: list[str] = []
     out: dict = {}
     if run.dataset_info.name != "digits" or tuple(run.dataset_info.data_shape) != (1, 8, 8):
-        notes.append("FD-digits applies only to the 8x8 digits data set; skipped")
-        return out, notes
+        return fid_metrics(run, gen, reference, progress)
     fd = _fd_module()
     if fd is None:
         notes.append("holdsgm.eval.fd_digits is not available; FD-digits and class accuracy skipped")
@@ -249,7 +290,7 @@ def evaluate_run(
         "sample_seconds": gen.seconds,
     }
     if info.is_image:
-        metrics, notes = image_metrics(run, gen, test)
+        metrics, notes = image_metrics(run, gen, test, progress)
     else:
         metrics = sample_metrics(gen.x, test.x, info.mixture)
         if info.mixture is None:
