@@ -58,6 +58,9 @@ def main(argv=None) -> int:
                    "best at each NFE")
     p.add_argument("--bpd-n", type=int, default=None, help="test images for bits/dim (default 100; 0 skips)")
     p.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every SDE's run (e.g. train.steps=800); the same for all, so the "
+                   "budget stays equal")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     out = Path(args.out)
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
 
 
 def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: str) -> dict:
-    overrides = ["train.tensorboard=false"]
+    overrides = ["train.tensorboard=false", *args.set]
     if args.quick:
         overrides += ["train.steps=30", "train.warmup_steps=5", "train.ckpt_every=30", "train.log_every=10"]
     config = load_config(f"fmnist-{name}", overrides)

@@ -402,7 +402,7 @@ def network_arguments(kind: str) -> set[str]:
     return {k for k in params if k != "self"} - DERIVED_NET_ARGS
 
 
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "auto", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
@@ -450,7 +450,8 @@ class TrainConfig:
     keep_checkpoints: int = doc(
         2,
         'checkpoints kept; older valid ones are removed after a newer one is written and verified')
-    amp: str = doc("none", 'mixed precision: none, bf16 or fp16 on CUDA; none or bf16 on the CPU (fp16 there: float32)')
+    amp: str = doc("none", "mixed precision: none, bf16 or fp16 on CUDA; none or bf16 on the CPU (fp16 there: "
+                   "float32); auto: bf16 where the GPU or CPU computes bf16 natively (AVX512-BF16/AMX), else float32")
     device: str = doc("auto", 'auto, cpu, cuda or cuda:N')
     label_dropout: float = doc(
         0.0,
