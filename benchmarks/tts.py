@@ -76,6 +76,11 @@ def _budget(run) -> dict:
     return b
 
 
+def _param(run) -> str:
+    """' precond' for a model with EDM-style preconditioning (model.precond), else ''."""
+    return " precond" if getattr(run.eps_model, "precond", False) else ""
+
+
 def _score(utts, make, args, audio_dir: Path, tag: str) -> dict:
     """Per-utterance metrics of ``make(i, utt) -> (wave, compute seconds or None)`` against the recordings."""
     per, wer_pairs = [], []
@@ -201,8 +206,8 @@ def main(argv=None) -> int:
         add("mu_y alone (text encoder)", tts_make(0), "mu_y", 0, tts_budget, name)
         for k, tau in enumerate(args.temperatures):
             for nfe in (args.nfe if k == 0 else [n for n in args.nfe if n == 10]):
-                add(f"decoder HOLD (joint), {SAMPLER_AT(nfe)}, tau {tau:g}", tts_make(nfe, temperature=tau),
-                    f"decoder-nfe{nfe}-tau{tau:g}", nfe, tts_budget, name)
+                add(f"decoder HOLD{_param(tts)} (joint), {SAMPLER_AT(nfe)}, tau {tau:g}",
+                    tts_make(nfe, temperature=tau), f"decoder-nfe{nfe}-tau{tau:g}", nfe, tts_budget, name)
     eq = Path(args.eq_dir)
     for sde in ("vp", "cld", "hold") if "eq" in args.rows else ():
         if not (eq / sde / "checkpoints").is_dir():
@@ -211,7 +216,8 @@ def main(argv=None) -> int:
         dec = load_run(eq / sde)
         b = {**_budget(dec), "encoder_steps": tts_budget["steps"]}
         for nfe in args.nfe:
-            add(f"decoder {sde.upper()} (equal budget, frozen encoder), {SAMPLER_AT(nfe)}", tts_make(nfe, dec),
+            add(f"decoder {sde.upper()}{_param(dec)} (equal budget, frozen encoder), {SAMPLER_AT(nfe)}",
+                tts_make(nfe, dec),
                 f"eq-{sde}-nfe{nfe}", nfe, b, str(eq / sde))
     for path in args.resgrad if main_rows else ():
         if not (Path(path) / "checkpoints").is_dir():
@@ -220,8 +226,8 @@ def main(argv=None) -> int:
         rg = load_run(path)
         b = {**_budget(rg), "encoder_steps": tts_budget["steps"]}
         s2 = rg.config.stage2
-        label = (f"ResGrad {rg.sde.name.upper()} on mu_y" + (f" + stage two (K = {s2.nfe})" if s2.enabled else "")
-                 + f", {SAMPLER_AT(2)}")
+        label = (f"ResGrad {rg.sde.name.upper()}{_param(rg)} on mu_y"
+                 + (f" + stage two (K = {s2.nfe})" if s2.enabled else "") + f", {SAMPLER_AT(2)}")
         for nfe in ([s2.nfe] if s2.enabled else args.resgrad_nfe):
             add(label, tts_make(nfe, rg), f"{Path(path).name}-nfe{nfe}", nfe, b, path)
 

@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from holdsgm.cli.main import main
 from holdsgm.errors import ConfigError, HoldsgmError
@@ -73,6 +74,30 @@ def test_resgrad_is_a_plug_in_on_a_trained_run(tts_runs, corpus_dir, tmp_path, v
     # a ResGrad run needs a base run; a vocoder is not a base
     with pytest.raises(ConfigError, match="data.base"):
         load_config("resgrad-hold", ["data.base=null"])
+
+
+@pytest.mark.slow
+def test_resgrad_with_precond_trains_on_the_shipped_model(corpus_dir, tmp_path, vocoder):
+    """data.base: pretrained refines the shipped text-to-speech model's mu_y (its mel units are taken); the
+    run records model.precond and loads it back, so its untrained network keeps the output near mu_y."""
+    rg = tmp_path / "resgrad"
+    cfg = load_config("resgrad-hold", ["model.dims=[8,12]", "model.emb_dim=16", "model.kernel=3",
+                                       "data.segment_frames=16", "train.batch_size=2", "train.steps=2",
+                                       "train.ckpt_every=2", "train.warmup_steps=1", f"data.path={corpus_dir}",
+                                       "data.base=pretrained", "model.precond=true"])
+    train(cfg, rg, verbose=False)
+    base, refiner = load_pretrained(DEFAULT_VOICE, "tts"), load_run(rg)
+    assert refiner.eps_model.precond and refiner.eps_model.data_var == 1.0
+    assert refiner.dataset_info.speech["mel_mean"] == base.dataset_info.speech["mel_mean"]
+    r = synthesize(base, vocoder, "Hello world.", nfe=2, resgrad=refiner)
+    mel, mu = r["parts"][0]["mel"], r["parts"][0]["mu_y"]
+    assert mel.shape == mu.shape and bool(torch.isfinite(mel).all())
+    # two steps of training: the data prediction stays within a few residual scales of mu_y (eps-prediction
+    # from t = T moves it by ~1 / kappa_T times the network's error)
+    assert float((mel - mu).abs().mean()) < 1.0
+    with pytest.raises(ConfigError, match="data.base"):
+        train(load_config("resgrad-hold", [f"data.path={corpus_dir}", "data.base=pretrained:nobody"]),
+              tmp_path / "none", verbose=False)
 
 
 def test_the_shipped_voice_speaks_right_after_install(tmp_path, capsys):

@@ -49,7 +49,7 @@ def _strata(n: int) -> Tensor:
 def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Tensor | None = None,
              z: Tensor | None = None, weighting: str = "unit", y: Tensor | None = None,
              stratified: bool = True, generator: torch.Generator | None = None,
-             reduction: str = "none", kernel: Kernel | None = None) -> Tensor:
+             reduction: str = "none", kernel: Kernel | None = None, net_weight: Tensor | None = None) -> Tensor:
     """HSM/DSM loss per sample, shape (batch,), or with ``reduction="mean"`` its batch mean (a scalar:
     the training objective, in fewer operations).
 
@@ -59,6 +59,8 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
         t, z: optional fixed times (batch,) and state noise (the state's shape), for reproducibility.
         kernel: ``sde.marginal(t)`` if the caller has it already (the trainer computes a block of steps'
             kernels at once); not checked against ``t``.
+        net_weight: with the ``unit`` weighting, a per-sample factor (batch,) that puts the loss in the
+            network's units (:meth:`EpsModel.loss_weight` of a preconditioned model); None: 1.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -80,10 +82,12 @@ def hsm_loss(eps_fn: Callable[..., Tensor], sde: LinearSDE, x0: Tensor, *, t: Te
     if pred.shape != target.shape:
         raise ValueError(f"model output has shape {tuple(pred.shape)}, expected {tuple(target.shape)} "
                          f"(the data's shape)")
-    if reduction == "mean" and weighting == "unit":  # every sample has as many elements: the plain mean
+    if reduction == "mean" and weighting == "unit" and net_weight is None:  # as many elements each: the mean
         return nnf.mse_loss(pred, target)
     per_sample = nnf.mse_loss(pred, target, reduction="none").flatten(1).mean(1)
-    if weighting == "likelihood":
+    if weighting == "unit" and net_weight is not None:
+        per_sample = per_sample * net_weight.to(per_sample)
+    elif weighting == "likelihood":
         lam = sde.g2(t) * kernel.ell**2
         per_sample = per_sample * lam.to(per_sample)
     return per_sample.mean() if reduction == "mean" else per_sample

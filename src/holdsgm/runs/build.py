@@ -309,7 +309,7 @@ def build_task(config: Config, comp: Components):
         speech = dict(speech=comp.train, batch_size=tc.batch_size, seed=tc.seed,
                       segment_frames=comp.info.speech["segment_frames"],
                       priorgrad=priorgrad_settings(config, comp.info), mixed=config.model.mixed_score,
-                      data_var=comp.data_var)
+                      data_var=comp.data_var, precond=config.model.precond)
         if config.stage2.enabled:
             s2 = config.stage2
             return StageTwoTask(comp.sde, comp.net, hop=comp.info.speech["hop"], nfe=s2.nfe, sampler=s2.sampler,
@@ -320,4 +320,4 @@ def build_task(config: Config, comp: Components):
     return GenerationTask(comp.sde, comp.net, train.x, batch_size=tc.batch_size, seed=tc.seed,
                           labels=train.y, n_classes=comp.info.n_classes, label_dropout=tc.label_dropout,
                           random_flip=config.data.random_flip, weighting=tc.weighting, stratified=tc.stratified,
-                          mixed=config.model.mixed_score, data_var=comp.data_var)
+                          mixed=config.model.mixed_score, data_var=comp.data_var, precond=config.model.precond)

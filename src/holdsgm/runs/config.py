@@ -345,9 +345,15 @@ class ModelConfig:
     mixed_score: bool = doc(
         False,
         "add CLD's analytic Gaussian score to the network's output (Dockhorn et al. 2022, sec. 3.2)")
+    precond: bool = doc(
+        False,
+        "EDM-style preconditioning (Karras et al. 2022) in phase space: the network predicts the data's "
+        "deviation from the Gaussian posterior mean (data ~ N(0, data_var)) in units of its posterior std; "
+        "bounded data predictions at high noise; excludes mixed_score")
     data_var: float | None = doc(
         None,
-        'per-coordinate data variance of the mixed score (null: estimated from the training data)')
+        'per-coordinate data variance of the mixed score or of precond (null: estimated from the training data; '
+        'text to speech: 1, its residual is divided by residual_scale)')
     conditioning: str = doc(
         "plain",
         "speech only: plain (the mel enters the network), priorgrad (PriorGrad's mel-derived noise scale) or "
@@ -362,6 +368,10 @@ class ModelConfig:
 
         self.kind = _str("model.kind", self.kind, sorted(NETWORKS))
         self.mixed_score = _bool("model.mixed_score", self.mixed_score)
+        self.precond = _bool("model.precond", self.precond)
+        if self.mixed_score and self.precond:
+            raise ConfigError("config keys model.mixed_score / model.precond: choose one (precond contains the "
+                              "Gaussian part the mixed score adds)")
         if self.data_var is not None:
             self.data_var = _float("model.data_var", self.data_var, 0.0, None, lo_open=True)
         self.conditioning = _str("model.conditioning", self.conditioning, CONDITIONINGS)
@@ -379,7 +389,8 @@ class ModelConfig:
         return self
 
     def flat(self) -> dict:
-        return {"kind": self.kind, **self.kwargs, "mixed_score": self.mixed_score, "data_var": self.data_var,
+        return {"kind": self.kind, **self.kwargs, "mixed_score": self.mixed_score, "precond": self.precond,
+                "data_var": self.data_var,
                 "conditioning": self.conditioning, "priorgrad_min_std": self.priorgrad_min_std}
 
 
@@ -730,8 +741,9 @@ class Config:
         if self.model.conditioning != "plain" and not self.data.is_speech:
             raise ConfigError(f"config key model.conditioning: {self.model.conditioning!r} needs speech data "
                               f"(data.name: speech)")
-        if self.model.conditioning == "priorgrad" and self.model.mixed_score:
-            raise ConfigError("config key model.mixed_score: not supported with model.conditioning: priorgrad")
+        if self.model.conditioning == "priorgrad" and (self.model.mixed_score or self.model.precond):
+            raise ConfigError("config keys model.mixed_score / model.precond: not supported with "
+                              "model.conditioning: priorgrad")
         if self.data.random_flip and self.data.is_speech:
             raise ConfigError("config key data.random_flip: flips are for images, not speech")
         if self.stage2.enabled and self.train.grad_accum > 1:

@@ -96,6 +96,6 @@ def ready_run(net: nn.Module, sde: LinearSDE, config: Config, state: dict, step:
     em = state.get("eps_model", {})
     eps_model = EpsModel(
         conditioned_network(net, priorgrad_settings(config, info)), sde, mixed=bool(em.get("mixed", False)),
-        data_var=float(em.get("data_var", 1.0))
+        data_var=float(em.get("data_var", 1.0)), precond=bool(em.get("precond", False))
     )
     return LoadedRun(net, eps_model, sde, config, step, info, Path(path), which)

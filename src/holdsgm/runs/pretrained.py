@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -29,25 +28,10 @@ from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write, writable_dir
 from .loading import LoadedRun, build_from_state, ready_run
 from .reports import jsonable
+from .shipped import DEFAULT_VOICE, FORMAT, MANIFEST, PARTS, PRETRAINED_DIR, VERSION, read_manifest, read_part
 
-FORMAT, VERSION, MANIFEST = "holdsgm-pretrained", 1, "manifest.json"
-DEFAULT_VOICE = "slt"
-PARTS = ("vocoder", "tts", "resgrad")
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-def read_manifest(folder) -> dict:
-    """The manifest of a shipped model folder; CheckpointError (one line) when missing or malformed."""
-    f = Path(folder) / MANIFEST
-    try:
-        man = json.loads(f.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder} holds no shipped model ({MANIFEST} is missing)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{f} is not a readable manifest: {e}") from None
-    if not isinstance(man, dict) or man.get("format") != FORMAT:
-        raise CheckpointError(f"{f} is not a holdsgm pretrained manifest")
-    return man
+__all__ = ["DEFAULT_VOICE", "FORMAT", "MANIFEST", "PARTS", "PRETRAINED_DIR", "VERSION", "available", "export_part",
+           "load_pretrained", "read_manifest", "read_part"]
 
 
 def export_part(run_dir, name: str = DEFAULT_VOICE, part: str = "vocoder", *, command: str, commit: str,
@@ -90,27 +74,7 @@ def available(root=PRETRAINED_DIR) -> list[str]:
 def load_pretrained(name: str = DEFAULT_VOICE, part: str = "vocoder", device="cpu", root=PRETRAINED_DIR) -> LoadedRun:
     """The shipped model ``name``'s ``part`` as a :class:`~holdsgm.runs.loading.LoadedRun` (float32, eval
     mode, no gradients). CheckpointError when it is missing, altered (sha256) or malformed."""
-    from safetensors.torch import load
-
-    folder = Path(os.fspath(root)) / name
-    man = read_manifest(folder)
-    if part not in man:
-        raise CheckpointError(f"the shipped model {name!r} has no {part} (it has: "
-                              f"{', '.join(p for p in PARTS if p in man) or 'nothing'})")
-    m = man[part]
-    wpath = folder / m["weights"]
-    try:
-        data = wpath.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {wpath}: {e.strerror or e}") from None
-    if hashlib.sha256(data).hexdigest() != m["sha256"]:
-        raise CheckpointError(f"{wpath} does not match its manifest (sha256): the file is damaged or was replaced")
+    m, weights, wpath = read_part(name, part, root)
     net, sde, config = build_from_state(m, wpath)
-    try:
-        weights = {k: v.float() for k, v in load(data).items()}
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise CheckpointError(f"{wpath} is not a readable safetensors file ({' '.join(str(e).split())[:120]})") \
-            from None
     load_weights_into(net, weights, wpath)
-    return ready_run(net, sde, config, m, int(m.get("step", 0)), folder, "ema", device)
-
+    return ready_run(net, sde, config, m, int(m.get("step", 0)), wpath.parent, "ema", device)

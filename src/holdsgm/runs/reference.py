@@ -50,7 +50,8 @@ SPEECH_OPTION_DOCS = {
     "segment_frames": "speech: training segments of this many mel frames (x 256 samples)",
     "sr": "speech: sample rate in Hz",
     "limit": "speech: read only the first utterances",
-    "base": "ResGrad (model.kind melunet): the trained text-to-speech run whose mu_y it refines",
+    "base": "ResGrad (model.kind melunet): the trained text-to-speech run whose mu_y it refines (a run folder, or "
+             "pretrained / pretrained:NAME: the shipped model)",
 }
 
 #: network arguments (``model.<key>``), shared names documented once

@@ -48,22 +48,29 @@ def tts_audio_info(config: Config, train, audio: dict):
     return train.name, shape, audio, len(train)
 
 
-def _base_checkpoint(base):
-    """The newest valid checkpoint of the base run, checked to be a text-to-speech (itotts) run."""
-    from ..engine.checkpoint import load_checkpoint
+def _base_model(base) -> tuple[dict, dict, Path]:
+    """(state, EMA weights, weight file) of the base run: a run folder's newest valid checkpoint, or the shipped
+    text-to-speech model (``pretrained`` / ``pretrained:NAME``); checked to be a text-to-speech (itotts) model."""
+    from ..engine.checkpoint import WEIGHT_FILES, load_checkpoint
+    from .shipped import read_part, shipped_name
 
     try:
-        ck = load_checkpoint(base)
+        name = shipped_name(base)
+        if name is not None:
+            state, ema, path = read_part(name, "tts")
+        else:
+            ck = load_checkpoint(base)
+            state, ema, path = ck.state, ck.ema, ck.path / WEIGHT_FILES["ema"]
     except HoldsgmError as e:
         raise ConfigError(f"config key data.base: {e}") from None
-    kind = ck.state.get("network", {}).get("kind")
+    kind = state.get("network", {}).get("kind")
     if kind != "itotts":
         raise ConfigError(f"config key data.base: {base} is a {kind!r} run, not a text-to-speech (itotts) run")
-    return ck
+    return state, ema, path
 
 
 def _base_info(base) -> dict:
-    return dict(_base_checkpoint(base).state["dataset"]["audio"])
+    return dict(_base_model(base)[0]["dataset"]["audio"])
 
 
 def text_mel(speech, info):
@@ -97,7 +104,7 @@ def build_tts_task(config: Config, comp):
     data = text_mel(comp.train, comp.info)
     kw = dict(batch_size=config.train.batch_size, seed=config.train.seed,
               segment_frames=config.data.options["segment_frames"], n_mels=comp.info.speech["n_mels"],
-              stratified=config.train.stratified)
+              stratified=config.train.stratified, precond=config.model.precond, data_var=comp.data_var)
     task: TTSTask | ResGradTask
     if config.model.kind == "itotts":
         task = TTSTask(comp.sde, comp.net, data, **kw)
@@ -115,14 +122,14 @@ def base_mels(base, data) -> list[torch.Tensor]:
     """mu_y of the trained text-to-speech run ``base`` (its EMA weights) for every utterance of ``data``,
     aligned to its true mel by MAS (teacher forcing, as ResGrad trains on FastSpeech 2's output with true
     durations)."""
-    from ..engine.checkpoint import WEIGHT_FILES, load_weights_into
+    from ..engine.checkpoint import load_weights_into
     from ..nets import build_network
     from ..tasks.tts import aligned_means
 
-    ck = _base_checkpoint(base)
-    desc = ck.state["network"]
+    state, ema, path = _base_model(base)
+    desc = state["network"]
     net = build_network(desc["kind"], **desc["config"])
-    load_weights_into(net, ck.ema, ck.path / WEIGHT_FILES["ema"])
+    load_weights_into(net, ema, path)
     net.eval()
     out = []
     for ids, mel in zip(data.ids, data.mels):

@@ -44,7 +44,7 @@ def make_engine(config: Config, run_dir, *, verbose: bool = True, restart: bool 
         "config": config.to_dict(),
         "sde": comp.sde.to_dict(),
         "network": {"kind": comp.net.kind, "config": dict(comp.net.config)},
-        "eps_model": {"mixed": config.model.mixed_score, "data_var": comp.data_var},
+        "eps_model": {"mixed": config.model.mixed_score, "precond": config.model.precond, "data_var": comp.data_var},
         "dataset": comp.info.to_dict(),
     }
 

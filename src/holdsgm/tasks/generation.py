@@ -25,17 +25,18 @@ class GenerationTask:
         label_dropout: the probability of replacing a label by the null label ``n_classes``.
         random_flip: mirror each image left-right with probability 1/2 (a mask that is a pure function of
             the seed and the step over the global batch).
-        mixed, data_var: CLD's mixed score (:class:`~holdsgm.losses.EpsModel`).
+        mixed, precond, data_var: CLD's mixed score or EDM-style preconditioning (:class:`~holdsgm.losses.EpsModel`).
         weighting, stratified: of :func:`~holdsgm.losses.hsm_loss` and the training times.
     """
 
     def __init__(self, sde: LinearSDE, net: nn.Module, x: Tensor, *, batch_size: int, seed: int,
                  labels: Tensor | None = None, n_classes: int = 0, label_dropout: float = 0.0,
                  random_flip: bool = False, weighting: str = "unit", stratified: bool = True, mixed: bool = False,
-                 data_var: float = 1.0):
+                 data_var: float = 1.0, precond: bool = False):
         self.sde, self.net, self.x, self.labels = sde, net, x, labels if n_classes else None
         self.n_classes, self.random_flip, self.weighting = n_classes, random_flip, weighting
         self.mixed, self.data_var, self.batch_size, self.seed = mixed, data_var, batch_size, seed
+        self.precond = precond
         self.draws = HSMDraws(sde, batch_size, seed, stratified, label_dropout)
         self._sampler: InfiniteBatchSampler | None = None  # this rank's, made by bind()
         self._next = 0
@@ -82,12 +83,14 @@ class GenerationTask:
     def eps_model(self, net: nn.Module) -> EpsModel:
         """The eps/score wrapper of ``net`` (made once per network object)."""
         if self._eps_model is None or self._eps_model[0] is not net:
-            self._eps_model = (net, EpsModel(net, self.sde, mixed=self.mixed, data_var=self.data_var))
+            self._eps_model = (net, EpsModel(net, self.sde, mixed=self.mixed, data_var=self.data_var,
+                                             precond=self.precond))
         return self._eps_model[1]
 
     def loss(self, batch: HSMBatch, net: nn.Module) -> Tensor:
-        return hsm_loss(self.eps_model(net).eps, self.sde, batch.x0, t=batch.t, z=batch.z,
-                        weighting=self.weighting, y=batch.y, reduction="mean", kernel=batch.kernel)
+        model = self.eps_model(net)
+        return hsm_loss(model.eps, self.sde, batch.x0, t=batch.t, z=batch.z, weighting=self.weighting, y=batch.y,
+                        reduction="mean", kernel=batch.kernel, net_weight=model.loss_weight(batch.t))
 
     def init_weights(self) -> None:
         return None

@@ -25,14 +25,15 @@ class StageTwoTask:
     def __init__(self, sde: LinearSDE, net: nn.Module, speech, *, batch_size: int, seed: int, segment_frames: int,
                  hop: int, nfe: int, sampler: str, grid: str, l2_weight: float, mrstft_weight: float,
                  init: Callable[[], tuple[dict[str, Tensor], dict]], priorgrad: dict | None = None,
-                 mixed: bool = False, data_var: float = 1.0):
+                 mixed: bool = False, data_var: float = 1.0, precond: bool = False):
         self.sde, self.net, self.hop, self.batch_size = sde, net, hop, batch_size
         self.nfe, self.sampler, self.grid = nfe, sampler, grid
         self.l2_weight, self.mrstft_weight = l2_weight, mrstft_weight
         self.segments = SpeechSegments(speech, batch_size, segment_frames, seed)
         self.generator = torch.Generator().manual_seed(derive_seed(seed, STREAM_NOISE))
         self.vocoder = VocoderTask(sde, net, speech, batch_size=batch_size, seed=seed, segment_frames=segment_frames,
-                                   priorgrad=priorgrad, mixed=mixed, data_var=data_var)  # for its eps model only
+                                   priorgrad=priorgrad, mixed=mixed, data_var=data_var,
+                                   precond=precond)  # for its eps model only
         self._init = init
         self.origin: dict | None = None
         self.rows = slice(0, batch_size)

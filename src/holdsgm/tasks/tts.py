@@ -107,12 +107,15 @@ def residual_scale(net: nn.Module | None) -> float:
 
 def residual_hsm_loss(eps_model: EpsModel, sde: LinearSDE, x0: Tensor, cond: Tensor, mask: Tensor, t: Tensor,
                       z: Tensor, kernel) -> Tensor:
-    """The HSM loss (unit weighting) of the residual ``x0`` (B, C, N) (already divided by the network's
-    :func:`residual_scale`) conditioned on ``cond``, averaged over the frames where ``mask`` (B, 1, N) is 1
-    (short utterances are padded)."""
+    """The HSM loss (unit weighting, in the network's units: :meth:`EpsModel.loss_weight`) of the residual
+    ``x0`` (B, C, N) (already divided by the network's :func:`residual_scale`) conditioned on ``cond``, averaged
+    over the frames where ``mask`` (B, 1, N) is 1 (short utterances are padded)."""
     u_t = sde.perturb(x0, t, z, kernel=kernel)
     pred = eps_model.eps(u_t, t, cond)
     err = (pred - sde.last(z)).square() * mask
+    weight = eps_model.loss_weight(t)
+    if weight is not None:
+        err = err * weight.to(err).reshape(-1, 1, 1)
     return err.sum() / (mask.sum() * x0.shape[1]).clamp_min(1.0)
 
 
@@ -163,8 +166,9 @@ class _ResidualTask:
     net: nn.Module
 
     def __init__(self, sde: LinearSDE, data: TextMel, *, batch_size: int, seed: int, segment_frames: int,
-                 n_mels: int, stratified: bool = True):
+                 n_mels: int, stratified: bool = True, precond: bool = False, data_var: float = 1.0):
         self.sde, self.n_mels, self.segment_frames = sde, n_mels, segment_frames
+        self.precond, self.data_var = precond, data_var
         self.text = _Draws(data, batch_size, segment_frames, seed)
         self.draws = HSMDraws(sde, batch_size, seed, stratified)
         self.batch_size = batch_size
@@ -181,7 +185,7 @@ class _ResidualTask:
 
     def eps_model(self, net: nn.Module) -> EpsModel:
         if self._eps is None or self._eps[0] is not net:
-            self._eps = (net, EpsModel(net, self.sde))
+            self._eps = (net, EpsModel(net, self.sde, precond=self.precond, data_var=self.data_var))
         return self._eps[1]
 
     def batch(self, step: int) -> TextMelBatch:

@@ -51,13 +51,14 @@ class VocoderTask:
     """HSM training of a waveform network conditioned on the log-mel (``speech``: a
     :class:`~holdsgm.audio.SpeechDataset`; segments of ``segment_frames`` frames). ``priorgrad``: see
     :func:`conditioned_network`. ``mixed``/``data_var``: CLD's mixed score (the network predicts the residual
-    to the Gaussian score of data with per-coordinate variance ``data_var``, in the SDE's coordinates)."""
+    to the Gaussian score of data with per-coordinate variance ``data_var``, in the SDE's coordinates);
+    ``precond``: EDM-style preconditioning around the same Gaussian (:class:`~holdsgm.losses.EpsModel`)."""
 
     def __init__(self, sde: LinearSDE, net: nn.Module, speech, *, batch_size: int, seed: int, segment_frames: int,
                  priorgrad: dict | None = None, weighting: str = "unit", stratified: bool = True,
-                 mixed: bool = False, data_var: float = 1.0):
+                 mixed: bool = False, data_var: float = 1.0, precond: bool = False):
         self.sde, self.net, self.priorgrad, self.weighting = sde, net, priorgrad, weighting
-        self.mixed, self.data_var = mixed, data_var
+        self.mixed, self.data_var, self.precond = mixed, data_var, precond
         self.segments = SpeechSegments(speech, batch_size, segment_frames, seed)
         self.draws = HSMDraws(sde, batch_size, seed, stratified)
         self.batch_size = batch_size
@@ -73,7 +74,7 @@ class VocoderTask:
         """The eps/score wrapper of ``net`` (with PriorGrad's scale where it is on), made once per network."""
         if self._eps_model is None or self._eps_model[0] is not net:
             self._eps_model = (net, EpsModel(conditioned_network(net, self.priorgrad), self.sde, mixed=self.mixed,
-                                             data_var=self.data_var))
+                                             data_var=self.data_var, precond=self.precond))
         return self._eps_model[1]
 
     def batch(self, step: int) -> HSMBatch:
@@ -102,7 +103,7 @@ class VocoderTask:
             pg = self.priorgrad
             x0 = x0 / priorgrad_std(batch.y, pg["energy_max"], pg["min_std"], pg["hop"])
         return hsm_loss(model.eps, self.sde, x0, t=batch.t, z=batch.z, weighting=self.weighting, y=batch.y,
-                        reduction="mean", kernel=batch.kernel)
+                        reduction="mean", kernel=batch.kernel, net_weight=model.loss_weight(batch.t))
 
     def init_weights(self) -> None:
         return None
