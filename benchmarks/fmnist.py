@@ -58,6 +58,9 @@ def main(argv=None) -> int:
                    "best at each NFE")
     p.add_argument("--bpd-n", type=int, default=None, help="test images for bits/dim (default 100; 0 skips)")
     p.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the SDE rows of an earlier --out/TAG.json measured with the same N, NFE and samplers "
+                        "(an interrupted benchmark goes on with the next SDE)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every SDE's run (e.g. train.steps=800); the same for all, so the "
                    "budget stays equal")
@@ -85,7 +88,12 @@ def main(argv=None) -> int:
         "command": "python benchmarks/fmnist.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sdes": {},
     }
+    earlier = _earlier(out / f"{tag}.json", result) if args.resume else {}
     for name in [s.strip() for s in args.sdes.split(",") if s.strip()]:
+        if name in earlier:
+            print(f"[{name}] kept from {out / f'{tag}.json'}", file=sys.stderr)
+            result["sdes"][name] = earlier[name]
+            continue
         result["sdes"][name] = _one_sde(name, args, n, nfes, samplers, bpd_n, ref.feats, out, tag)
         _write(result, out, tag)  # after each SDE: an interrupted benchmark keeps what it measured
     result["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -138,6 +146,18 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
         row["likelihood"] = {k: lik.get(k) for k in ("bits_per_dim", "bits_per_dim_sem", "nfe", "seconds", "n",
                                                      "estimator", "rtol", "atol", "dequantization")}
     return row
+
+
+def _earlier(path: Path, result: dict) -> dict:
+    """The SDE rows of an earlier result file measured the same way (N, reference, NFE, samplers, bits/dim N)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    same = all(old.get(k) == result[k] for k in ("n", "n_ref", "nfes", "samplers", "bpd_n", "quick"))
+    if not same:
+        print(f"note: {path} was measured otherwise (N, NFE, samplers): not resumed", file=sys.stderr)
+    return dict(old.get("sdes", {})) if same else {}
 
 
 def _write(result: dict, out: Path, tag: str) -> None:
