@@ -4,7 +4,8 @@ trained at equal budget on its frozen encoder) and ResGrad, on held-out sentence
 
 Held-out: the test split (5 %, by id, seed 0) of the default voice's corpus (flite ``slt``, ``holdsgm data
 speech --out data/speech --n 1200``), the first ``--eval-n`` utterances by id. Every synthesised row goes
-through the same vocoder (the one shipped with the package, at its default NFE) and is compared with the
+through the same vocoder (the one shipped with the package, at its default NFE and ``--vocoder-refine``
+rounds of its mel-consistency projection) and is compared with the
 recording of the same sentence:
 
 * WER: pocketsphinx's transcript against the sentence's normalised text (pooled, bootstrap 95 % interval);
@@ -53,6 +54,7 @@ from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
 from holdsgm.audio.metrics import aligned_f0_metrics, dnsmos, dnsmos_available, f0_track
 from holdsgm.runs import load_run, vocode
 from holdsgm.runs.build import load_split
+from holdsgm.runs.inference import DEFAULT_REFINE
 from holdsgm.runs.pretrained import DEFAULT_VOICE, load_pretrained
 from holdsgm.runs.tts import synthesize
 
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
     p.add_argument("--no-f0", dest="f0", action="store_false", help="skip the F0 metrics (pYIN is the slow part)")
     p.add_argument("--tag", default="tts", help="results file name (default tts: results/tts.json)")
+    p.add_argument("--vocoder-refine", type=int, default=DEFAULT_REFINE,
+                   help="rounds of the vocoder's mel-consistency projection (0: the SDE's sample as it is)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--audio", default=str(REPO / "benchmarks" / "audio" / "tts"))
@@ -184,7 +188,7 @@ def main(argv=None) -> int:
         from holdsgm.audio import log_mel
 
         t0 = time.perf_counter()
-        v = vocode(vocoder, log_mel(torch.from_numpy(u["wave"])), seed=i)
+        v = vocode(vocoder, log_mel(torch.from_numpy(u["wave"])), seed=i, refine=args.vocoder_refine)
         return v.wave.numpy(), time.perf_counter() - t0
 
     if main_rows:
@@ -196,7 +200,7 @@ def main(argv=None) -> int:
 
         def make(i, u):
             r = synthesize(tts, vocoder, u["text"], nfe=nfe, resgrad=resgrad, seed=i, sampler=sampler, grid="edm",
-                           temperature=temperature)
+                           temperature=temperature, vocoder_refine=args.vocoder_refine)
             return r["wave"], r["seconds"]
 
         return make
@@ -239,7 +243,8 @@ def main(argv=None) -> int:
     result = {
         "issue": 18, "quick": args.quick, "corpus": args.corpus, "n_sentences": len(utts),
         "audio_seconds": round(seconds, 2), "utterance_ids": [u["id"] for u in utts], "threads": args.threads,
-        "commit": commit, "vocoder": f"shipped {DEFAULT_VOICE!r}, NFE {vocoder.config.stage2.nfe}",
+        "commit": commit, "vocoder": f"shipped {DEFAULT_VOICE!r}, NFE {vocoder.config.stage2.nfe}, "
+                                       f"{args.vocoder_refine} rounds of the mel projection",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "torch": torch.__version__, "seed": "sentence i uses noise seed i (decoder and vocoder)",
         "command": "python benchmarks/tts.py " + " ".join(argv if argv is not None else sys.argv[1:]),

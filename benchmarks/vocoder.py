@@ -15,7 +15,10 @@ warm, ``--threads`` torch threads). Rows:
 * Griffin-Lim (librosa, 32 iterations, momentum 0.99) on the same log-mel;
 * each trained vocoder found at ``--runs-dir/vocoder-<sde>`` (stage one) and ``vocoder-<sde>-s2`` (stage
   two) at NFE ``--nfe`` with the stage-two sampler (exp1 on the EDM grid), so that only the weights differ;
-* ``--pretrained``: the voice shipped with the package, at its default NFE.
+* ``--pretrained``: the voice shipped with the package (HOLD stage two), at the same NFE;
+* each of these with ``--refine`` rounds of the mel-consistency projection after the sample
+  (:func:`holdsgm.audio.mel_consistent`; 0: the sample as it is), and the projection alone started from white
+  noise (no SDE) for each number of rounds > 0: what the vocoder adds beyond it.
 
 Mean and 95 % interval (mean +- 1.96 s / sqrt(n)) per metric; WER pooled with a bootstrap 95 % interval.
 Each row names its training budget (steps, minutes from the checkpoint). Results: ``--out`` (JSON +
@@ -44,10 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from holdsgm.audio import griffin_lim, load_speech, log_mel, utterance_metrics, write_wav
+from holdsgm.audio import griffin_lim, load_speech, log_mel, mel_consistent, utterance_metrics, write_wav
 from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
 from holdsgm.audio.metrics import dnsmos_available, f0_metrics, f0_track
 from holdsgm.runs import load_run, vocode
+from holdsgm.runs.inference import DEFAULT_REFINE
 from holdsgm.runs.build import load_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,22 +128,37 @@ def _budget(run) -> dict:
 
 def _vocoder_rows(name: str, run, utts, nfes, sampler, grid, args, audio_dir, n_audio, domain) -> list[dict]:
     rows = []
-    budget = _budget(run) if name != "shipped" else {"steps": run.step, "minutes": math.nan}
-    for nfe in nfes:
-        vocode(run, utts[0].mel[:, :16], nfe=nfe, sampler=sampler, grid=grid)  # warm-up: the sampler's plan
+    budget = _budget(run) if name != "shipped" else _shipped_budget(run)
+    for refine in args.refine:
+        for nfe in nfes:
+            vocode(run, utts[0].mel[:, :16], nfe=nfe, sampler=sampler, grid=grid)  # warm-up: the sampler's plan
 
-        def make(i, u, nfe=nfe):
-            res = vocode(run, u.mel, nfe=nfe, sampler=sampler, grid=grid, seed=i)
-            return res.wave, res.seconds
+            def make(i, u, nfe=nfe, refine=refine):
+                res = vocode(run, u.mel, nfe=nfe, sampler=sampler, grid=grid, seed=i, refine=refine)
+                return res.wave, res.seconds
 
-        t0 = time.perf_counter()
-        s = _score(utts, make, args.dnsmos, audio_dir, f"{name}-nfe{nfe}", n_audio)
-        label = {"shipped": "shipped voice"}.get(name, f"{run.sde.name.upper()} "
-                                                       f"{'stage two' if name.endswith('-s2') else 'stage one'}")
-        rows.append({"domain": domain, "method": label, "run": name, "nfe": nfe, "sampler": f"{sampler}/{grid}",
-                     "budget": budget, **s})
-        print(f"[{domain}] {label} NFE {nfe}: " + _line(s) + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+            t0 = time.perf_counter()
+            s = _score(utts, make, args.dnsmos, audio_dir, f"{name}-nfe{nfe}-refine{refine}", n_audio)
+            stage = "stage two" if name.endswith("-s2") or name == "shipped" else "stage one"
+            label = f"{run.sde.name.upper()} {stage}"
+            label += " (shipped)" if name == "shipped" else ""
+            label += f" + mel projection ({refine} rounds)" if refine else ""
+            rows.append({"domain": domain, "method": label, "run": name, "nfe": nfe, "sampler": f"{sampler}/{grid}",
+                         "refine": refine, "budget": budget, **s})
+            print(f"[{domain}] {label} NFE {nfe}: " + _line(s) + f" ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr)
     return rows
+
+
+def _shipped_budget(run) -> dict:
+    """Stage one and two steps and minutes of the shipped voice, from its manifest."""
+    from holdsgm.runs.pretrained import DEFAULT_VOICE, PRETRAINED_DIR, read_manifest
+
+    t = read_manifest(PRETRAINED_DIR / DEFAULT_VOICE)["vocoder"]["metrics"].get("training", {})
+    if "stage1_steps" not in t:
+        return {"steps": run.step, "minutes": math.nan}
+    return {"steps": t["stage2_steps"], "minutes": t["stage2_minutes"], "stage1_steps": t["stage1_steps"],
+            "stage1_minutes": t["stage1_minutes"]}
 
 
 def _line(s: dict) -> str:
@@ -156,9 +175,13 @@ def main(argv=None) -> int:
     p.add_argument("--eval-n", type=int, default=20, help="held-out utterances scored")
     p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 6, 50])
     p.add_argument("--ood-nfe", type=int, nargs="+", default=[4, 50], help="NFE of the out-of-domain rows")
+    p.add_argument("--refine", type=int, nargs="+", default=[0, DEFAULT_REFINE],
+                   help="rounds of the mel-consistency projection after each vocoder (0: the SDE's sample); each "
+                        "value > 0 also gets a row of the projection started from white noise (no SDE)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (RTF)")
     p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
     p.add_argument("--no-ood", dest="ood", action="store_false", help="skip the out-of-domain (LibriVox) rows")
+    p.add_argument("--ood-only", action="store_true", help="only the out-of-domain (LibriVox) rows")
     p.add_argument("--tag", default="vocoder", help="results file name (default vocoder: results/vocoder.json)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
@@ -199,7 +222,9 @@ def main(argv=None) -> int:
     seconds = sum(len(u.wave) for u in utts) / SR
     print(f"scoring {len(utts)} held-out utterances ({seconds:.1f} s) on {args.threads} thread(s)", file=sys.stderr)
 
-    domains = [("in domain", utts, args.nfe, 2)]
+    domains = [] if args.ood_only else [("in domain", utts, args.nfe, 2)]
+    if args.ood and not LIBRIVOX.is_dir():
+        print(f"note: no {LIBRIVOX} (apt-get install pocketsphinx-testdata): no out-of-domain rows", file=sys.stderr)
     if not args.quick and args.ood and LIBRIVOX.is_dir():
         domains.append(("LibriVox (out of domain)", _librivox(), args.ood_nfe, 1))
     griffin_lim(utts[0].mel[:, :8], n_iter=2)  # warm librosa (numba) before timing
@@ -218,13 +243,23 @@ def main(argv=None) -> int:
         rows.append({"domain": domain, "method": "Griffin-Lim (32 it.)", "run": None, "nfe": None, "sampler": None,
                      "budget": None, **_score(us, gl, args.dnsmos, audio_dir, "griffin-lim", n_audio)})
         print(f"[{domain}] Griffin-Lim: {_line(rows[-1])}", file=sys.stderr)
+        for refine in [r for r in args.refine if r > 0]:
+            def projected_noise(i, u, refine=refine):
+                # the projection alone, from white noise (seed i): what the vocoder's sample adds beyond it
+                t0 = time.perf_counter()
+                g = torch.Generator().manual_seed(i)
+                w = mel_consistent(0.05 * torch.randn(len(u.wave), generator=g), u.mel, refine)
+                return w, time.perf_counter() - t0
+
+            label = f"mel projection from white noise ({refine} rounds; no SDE)"
+            rows.append({"domain": domain, "method": label, "run": None, "nfe": None, "sampler": None,
+                         "refine": refine, "budget": None,
+                         **_score(us, projected_noise, args.dnsmos, audio_dir, f"noise-refine{refine}", n_audio)})
+            print(f"[{domain}] {label}: {_line(rows[-1])}", file=sys.stderr)
         for name, run in runs.items():
             s2 = run.config.stage2
             sampler, grid = (s2.sampler, s2.grid) if s2.enabled else ("exp1", "edm")
-            run_nfes = nfes
-            if name == "shipped":
-                run_nfes = [s2.nfe if s2.enabled else run.config.sample.nfe]
-            rows += _vocoder_rows(name, run, us, run_nfes, sampler, grid, args, audio_dir, n_audio, domain)
+            rows += _vocoder_rows(name, run, us, nfes, sampler, grid, args, audio_dir, n_audio, domain)
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from holdsgm.audio.features import griffin_lim, log_mel, mel_basis, stft_padding
+from holdsgm.audio.features import griffin_lim, log_mel, mel_basis, mel_consistent, stft_padding
 from holdsgm.errors import DataError
 
 
@@ -82,3 +82,40 @@ def test_missing_audio_extra_is_a_clear_error():
 
     with pytest.raises(HoldsgmError, match=r"pip install 'holdsgm\[audio\]'"):
         require("no_such_audio_module_xyz")
+
+
+def _mel_error(wave, mel):
+    return float((log_mel(wave) - mel).abs().mean())
+
+
+def test_mel_consistent_brings_the_mel_to_the_target(speech):
+    """From noise, every round brings the wave's log-mel closer to the target's (alternating projections)."""
+    target = log_mel(torch.from_numpy(speech(1.0)).float())
+    x = 0.05 * torch.randn(target.shape[-1] * 256, generator=torch.Generator().manual_seed(0))
+    errors = [_mel_error(mel_consistent(x, target, n), target) for n in (0, 1, 2, 4, 16)]
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.3 * errors[0]
+    assert mel_consistent(x, target, 0) is x or torch.equal(mel_consistent(x, target, 0), x)
+
+
+def test_a_wave_is_a_fixed_point_of_its_own_mel(speech):
+    """A wave already has its mel: the gains are 1 and the inverse STFT returns it (to float32 rounding)."""
+    x = torch.from_numpy(speech(1.0)).float()[: 62 * 256]
+    y = mel_consistent(x, log_mel(x), 4)
+    assert y.shape == x.shape and float((y - x).abs().max()) < 1e-4
+
+
+def test_mel_consistent_batched_equals_per_item(speech):
+    x = torch.from_numpy(np.stack([speech(0.5, seed=s) for s in range(3)])).float()[:, : 31 * 256]
+    target = log_mel(torch.from_numpy(np.stack([speech(0.5, seed=s + 5) for s in range(3)])).float()[:, : 31 * 256])
+    yb = mel_consistent(x, target, 3)
+    for i in range(3):
+        torch.testing.assert_close(yb[i], mel_consistent(x[i], target[i], 3), rtol=1e-4, atol=1e-5)
+
+
+def test_mel_consistent_checks_its_input(speech):
+    x = torch.zeros(10 * 256)
+    with pytest.raises(DataError, match="frames \\* hop"):
+        mel_consistent(x, torch.zeros(80, 11), 2)
+    with pytest.raises(DataError, match="n_iter"):
+        mel_consistent(x, torch.zeros(80, 10), -1)

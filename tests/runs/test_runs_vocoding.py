@@ -131,9 +131,24 @@ def test_a_loud_output_is_scaled_not_clipped(tiny_run, wav, tmp_path, capsys, mo
     monkeypatch.setattr(inference, "vocoder_sample", lambda *a, **k: 0 * real(*a, **k) + torch.linspace(
         -2.5, 2.0, real(*a, **k).shape[-1]))
     out = tmp_path / "loud.wav"
-    assert main(["vocode", str(tiny_run), "--wav", str(wav), "--out", str(out), "--quiet", "--nfe", "1"]) == 0
+    assert main(["vocode", str(tiny_run), "--wav", str(wav), "--out", str(out), "--quiet", "--nfe", "1",
+                 "--refine", "0"]) == 0
     assert "scaled by 0.400" in capsys.readouterr().err
     got = sf.read(out)[0]
     assert np.abs(got).max() == pytest.approx(PEAK, abs=1e-4) and np.sum(np.abs(got) >= 1.0) == 0
     # the shape is kept: a straight line, not flattened at the ends
     assert np.allclose(np.diff(got), np.diff(got).mean(), atol=1e-4)
+
+
+def test_refine_brings_the_output_mel_to_the_input(tiny_run, corpus_dir):
+    """The mel-consistency projection after the SDE: the output's mel moves to the input's, the length stays."""
+    from holdsgm.audio import log_mel
+
+    mel = log_mel(torch.from_numpy(sf.read(sorted((corpus_dir / "wavs").glob("*.wav"))[0], dtype="float32")[0]))
+    run = load_run(tiny_run)
+    raw, refined = vocode(run, mel, nfe=1, refine=0), vocode(run, mel, nfe=1, refine=16)
+    assert raw.refine == 0 and refined.refine == 16 and raw.wave.shape == refined.wave.shape
+    err = [float((log_mel(v.wave / v.gain) - mel).abs().mean()) for v in (raw, refined)]
+    assert err[1] < 0.5 * err[0], err
+    with pytest.raises(Exception, match="refine"):
+        vocode(run, mel, nfe=1, refine=-1)

@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     add_sampler_argument(p, "the run's")
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--vocoder-nfe", type=int, default=None, help="the vocoder's score evaluations (its default)")
+    p.add_argument("--vocoder-refine", type=int, default=None, metavar="N",
+                   help="rounds of the vocoder's mel-consistency projection (default 128; 0: none)")
     p.add_argument("--length-scale", type=float, default=1.0, help="speaking slower (> 1) or faster (< 1)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="Grad-TTS's tau: the prior draw has variance 1/tau (> 1: smoother, less varied)")
@@ -79,6 +81,8 @@ def run(args) -> int:
         raise ConfigError(f"--nfe must be >= 0, got {args.nfe}")
     if args.vocoder_nfe is not None and args.vocoder_nfe < 1:
         raise ConfigError(f"--vocoder-nfe must be a positive integer, got {args.vocoder_nfe}")
+    if args.vocoder_refine is not None and args.vocoder_refine < 0:
+        raise ConfigError(f"--vocoder-refine must be >= 0, got {args.vocoder_refine}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if not 0.25 <= args.length_scale <= 4:
@@ -106,7 +110,7 @@ def run(args) -> int:
     resgrad = None if args.resgrad is None else load_run(args.resgrad, device=args.device)
     r = synthesize(tts_run, vocoder, text, nfe=args.nfe, sampler=args.sampler, grid=args.grid, resgrad=resgrad,
                    vocoder_nfe=args.vocoder_nfe, seed=args.seed, length_scale=args.length_scale,
-                   temperature=args.temperature,
+                   temperature=args.temperature, vocoder_refine=args.vocoder_refine,
                    progress=not args.quiet and sys.stderr.isatty())
     write_wav(out, r["wave"], r["sr"])
     figure = None

@@ -5,7 +5,9 @@ with the default voice shipped with the package when no RUN is given.
 With ``--wav`` the mel is computed from the file (:func:`holdsgm.audio.log_mel`, the run's features) and the
 file is the reference of the figure (and of ``--metrics``); ``--mel`` reads an ``.npy`` array of shape
 (n_mels, frames) or (1, n_mels, frames). The output has ``frames * hop`` samples at the run's sample rate.
-NFE, sampler and grid default to the run's: a stage-two run uses the K it was fine-tuned for. A PNG
+NFE, sampler and grid default to the run's: a stage-two run uses the K it was fine-tuned for. The SDE's sample
+then goes through ``--refine`` rounds (default 128) of the mel-consistency projection
+(:func:`holdsgm.audio.mel_consistent`), which corrects its band energies to the input mel. A PNG
 next to OUT.wav compares the reference and output spectrograms. A WAV of another rate is resampled and a
 stereo one mixed down (each with a note); an output that would exceed full scale is scaled down, never
 clipped (with a note). Bad input (a missing, corrupt or empty WAV, a clip shorter than two frames, a mel of
@@ -40,6 +42,9 @@ def register(subparsers) -> None:
     add_sampler_argument(p, "the run's; a stage-two run's")
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--refine", type=int, default=None, metavar="N",
+                   help="rounds of the mel-consistency projection after the SDE (default 128; 0: the SDE's sample "
+                        "as it is)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights (--no-ema: the raw weights)")
     p.add_argument("--figure", action=argparse.BooleanOptionalAction, default=True,
@@ -58,6 +63,8 @@ def run(args) -> int:
         raise ConfigError(f"--nfe must be a positive integer, got {args.nfe}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.refine is not None and args.refine < 0:
+        raise ConfigError(f"--refine must be >= 0, got {args.refine}")
     if Path(args.out).suffix.lower() != ".wav":
         raise ConfigError(f"--out must name a .wav file, got {args.out}")
     if args.metrics and not args.wav:
@@ -76,9 +83,10 @@ def run(args) -> int:
         run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
     r = vocode_to_file(run_, args.out, wav=args.wav, mel=args.mel, nfe=args.nfe, sampler=args.sampler,
                        grid=args.grid, seed=args.seed, figure=args.figure, metrics=args.metrics,
-                       progress=not args.quiet and sys.stderr.isatty())
+                       progress=not args.quiet and sys.stderr.isatty(), refine=args.refine)
     print(f"wrote {r['out']} ({r['audio_seconds']:.2f} s at {r['sr']} Hz; NFE {r['nfe']}, {r['sampler']} on the "
-          f"{r['grid']} grid, seed {r['seed']}; {r['seconds']:.2f} s, RTF {r['rtf']:.3f})"
+          f"{r['grid']} grid, seed {r['seed']}, {r['refine']} projection rounds; {r['seconds']:.2f} s, "
+          f"RTF {r['rtf']:.3f})"
           + (f"; figure {r['figure']}" if r["figure"] else ""))
     for note in r["notes"]:
         print(f"note: {note}", file=sys.stderr)

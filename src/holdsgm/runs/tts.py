@@ -118,8 +118,10 @@ def text_to_mel(run, text: str, *, nfe: int | None = None, sampler: str | None =
 
 def synthesize(run, vocoder, text: str, *, nfe: int | None = None, sampler: str | None = None,
                grid: str | None = None, resgrad=None, vocoder_nfe: int | None = None, seed: int = 0,
-               length_scale: float = 1.0, temperature: float = 1.0, progress: bool = False) -> dict:
-    """Text -> wave: :func:`text_to_mel`, each part vocoded (:func:`holdsgm.runs.inference.vocode`) and the parts
+               length_scale: float = 1.0, temperature: float = 1.0, progress: bool = False,
+               vocoder_refine: int | None = None) -> dict:
+    """Text -> wave: :func:`text_to_mel`, each part vocoded (:func:`holdsgm.runs.inference.vocode`, with
+    ``vocoder_refine`` rounds of its mel-consistency projection; None: its default) and the parts
     joined with :data:`SENTENCE_PAUSE` of silence. Returns ``{"wave" (float32 numpy), "sr", "parts",
     "seconds" (compute), "audio_seconds", "rtf", "gain"}``; the wave's peak is at most
     :data:`~holdsgm.runs.inference.PEAK` (scaled, never clipped)."""
@@ -140,7 +142,7 @@ def synthesize(run, vocoder, text: str, *, nfe: int | None = None, sampler: str 
     pause = np.zeros(int(SENTENCE_PAUSE * sr), dtype=np.float32)
     waves: list[np.ndarray] = []
     for i, p in enumerate(parts):
-        v = vocode(vocoder, p["mel"], nfe=vocoder_nfe, seed=seed + i)
+        v = vocode(vocoder, p["mel"], nfe=vocoder_nfe, seed=seed + i, refine=vocoder_refine)
         p["vocoder_nfe"] = v.nfe
         waves += ([pause] if waves else []) + [v.wave.numpy() / v.gain]  # joined first, scaled once
     wave = np.concatenate(waves).astype(np.float32)
