@@ -1,7 +1,7 @@
 """Speech audio for the SDE vocoder (mel -> waveform, issue #5): a local espeak-ng corpus, a loader for
-LJSpeech-style folders, the one log-mel feature, the Griffin-Lim baseline, the mel-consistency projection, offline metrics (PESQ, ESTOI,
-MR-STFT, MCD, optional DNSMOS), training losses, PriorGrad's data-dependent noise scale, WAV I/O and the spectrogram
-figure.
+LJSpeech-style folders, the one log-mel feature, the Griffin-Lim baseline, the mel-consistency projection,
+offline metrics (PESQ, ESTOI, MR-STFT, MCD, optional DNSMOS), training losses, PriorGrad's data-dependent noise
+scale, WAV I/O and the spectrogram figure.
 
 Needs the ``audio`` extra (soundfile, librosa, soxr, pesq, pystoi; imported on first use) and, for the
 corpus, the espeak-ng program. Nothing is downloaded. Nothing here knows about SDEs.
@@ -32,7 +32,7 @@ __all__ = [
     "FMAX", "FMIN", "HOP", "N_FFT", "N_MELS", "SR", "CorpusSummary", "PriorGradNet", "SpectralCoordinates",
     "SpectralNet", "imdct", "mdct", "spectral_scale", "spectral_std", "SpeechDataset", "SpeechItem",
     "aggregate_metrics", "build_speech_corpus", "dnsmos", "estoi", "frame_energy", "griffin_lim", "l2_loss",
-    "load_speech", "log_mel", "max_frame_energy", "mel_basis", "mel_consistent", "mel_cepstral_distortion", "mrstft_distance",
-    "mrstft_loss", "pesq_wb", "priorgrad_std", "random_segments", "read_wav", "rtf", "spectrogram_figure",
-    "utterance_metrics", "write_wav",
+    "load_speech", "log_mel", "max_frame_energy", "mel_basis", "mel_consistent", "mel_cepstral_distortion",
+    "mrstft_distance", "mrstft_loss", "pesq_wb", "priorgrad_std", "random_segments", "read_wav", "rtf",
+    "spectrogram_figure", "utterance_metrics", "write_wav",
 ]

@@ -90,6 +90,20 @@ def stft_padding(n_fft: int = N_FFT, hop: int = HOP) -> tuple[int, int]:
     return left, n_fft - hop - left
 
 
+def _framed_stft(x: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Complex STFT (B, n_fft // 2 + 1, L // hop) of waves (B, L) in :func:`log_mel`'s framing (reflect padding
+    by :func:`stft_padding`, periodic Hann window, ``center=False``)."""
+    pad_l, pad_r = stft_padding(n_fft, hop)
+    padded = F.pad(x[:, None], (pad_l, pad_r), mode="reflect")[:, 0]
+    return torch.stft(padded, n_fft, hop_length=hop, win_length=n_fft, window=_hann(n_fft, x.device, x.dtype),
+                      center=False, return_complex=True)
+
+
+def _magnitude(spec: Tensor) -> Tensor:
+    """``sqrt(re^2 + im^2 + 1e-9)``: the magnitude with finite gradients at 0."""
+    return torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
+
+
 def log_mel(wave, sr: int = SR, n_fft: int = N_FFT, hop: int = HOP, n_mels: int = N_MELS,
             fmin: float = FMIN, fmax: float = FMAX) -> Tensor:
     """Log-mel spectrogram ``log(clamp(M |STFT(wave)|, 1e-5))`` of shape ``(..., n_mels, len // hop)``.
@@ -108,12 +122,8 @@ def log_mel(wave, sr: int = SR, n_fft: int = N_FFT, hop: int = HOP, n_mels: int 
     if length < hop or length <= max(pad_l, pad_r):
         raise DataError(f"log_mel needs at least {max(hop, pad_r + 1)} samples (n_fft={n_fft}, hop={hop}), "
                         f"got {length}")
-    x = x.reshape(-1, 1, length)
-    x = F.pad(x, (pad_l, pad_r), mode="reflect")[:, 0]
-    spec = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=_hann(n_fft, x.device, x.dtype),
-                      center=False, return_complex=True)
-    mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
-    mel = torch.matmul(mel_basis(sr, n_fft, n_mels, fmin, fmax, x.device, x.dtype), mag)
+    spec = _framed_stft(x.reshape(-1, length), n_fft, hop)
+    mel = torch.matmul(mel_basis(sr, n_fft, n_mels, fmin, fmax, x.device, x.dtype), _magnitude(spec))
     out = torch.log(torch.clamp(mel, min=LOG_FLOOR))
     return out.reshape(*lead, n_mels, out.shape[-1])
 
@@ -147,19 +157,20 @@ def griffin_lim(mel, sr: int = SR, n_fft: int = N_FFT, hop: int = HOP, fmin: flo
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(device)
 
 
-def _istft_ola(spec: Tensor, n_fft: int, hop: int, length: int) -> Tensor:
-    """Least-squares inverse of ``torch.stft(center=False)`` (overlap-add of the windowed frames divided by the
-    summed squared window; Griffin & Lim 1984): (B, n_fft // 2 + 1, N) -> (B, length). Samples no frame
-    covers stay 0."""
-    window = _hann(n_fft, spec.device, spec.real.dtype)
-    frames = torch.fft.irfft(spec, n=n_fft, dim=-2) * window[:, None]  # (B, n_fft, N)
-    n = spec.shape[-1]
+def _overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """Overlap-add of frames (B, n_fft, N) at ``hop``: (B, (N - 1) * hop + n_fft)."""
+    n_fft, n = frames.shape[-2], frames.shape[-1]
     total = (n - 1) * hop + n_fft
-    fold = functools.partial(F.fold, output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))
-    y = fold(frames)[:, 0, 0]
-    wsum = fold(window.square()[None, :, None].expand(1, n_fft, n))[:, 0, 0]
-    y = y / wsum.clamp_min(1e-8)
-    return y[:, :length] if total >= length else F.pad(y, (0, length - total))
+    return F.fold(frames, output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))[:, 0, 0]
+
+
+def _istft_ola(spec: Tensor, hop: int, norm: Tensor) -> Tensor:
+    """Least-squares inverse of :func:`_framed_stft` before its padding is cut (overlap-add of the windowed
+    frames divided by ``norm``, the overlap-added squared window clamped away from 0; Griffin & Lim 1984):
+    (B, n_fft // 2 + 1, N) -> (B, (N - 1) * hop + n_fft)."""
+    n_fft = 2 * (spec.shape[-2] - 1)
+    window = _hann(n_fft, spec.device, spec.real.dtype)
+    return _overlap_add(torch.fft.irfft(spec, n=n_fft, dim=-2) * window[:, None], hop) / norm
 
 
 def mel_consistent(wave, logmel, n_iter: int = 32, sr: int = SR, n_fft: int = N_FFT, hop: int = HOP,
@@ -189,17 +200,16 @@ def mel_consistent(wave, logmel, n_iter: int = 32, sr: int = SR, n_fft: int = N_
     basis = mel_basis(sr, n_fft, n_mels, fmin, fmax, x.device, x.dtype)  # (n_mels, F)
     cover = basis.sum(dim=0)  # (F,)
     covered = cover > 0
-    pad_l, pad_r = stft_padding(n_fft, hop)
+    pad_l, _ = stft_padding(n_fft, hop)
     window = _hann(n_fft, x.device, x.dtype)
+    # the overlap-added squared window of the padded wave's frames (the same every round)
+    norm = _overlap_add(window.square()[None, :, None].expand(1, n_fft, frames), hop).clamp_min(1e-8)
     y = x.reshape(-1, length)
     target = target.reshape(-1, n_mels, frames)
     for _ in range(n_iter):
-        padded = F.pad(y[:, None], (pad_l, pad_r), mode="reflect")[:, 0]
-        spec = torch.stft(padded, n_fft, hop_length=hop, win_length=n_fft, window=window, center=False,
-                          return_complex=True)
-        mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
-        band_gain = target / torch.matmul(basis, mag).clamp_min(LOG_FLOOR)  # (B, n_mels, N)
+        spec = _framed_stft(y, n_fft, hop)
+        band_gain = target / torch.matmul(basis, _magnitude(spec)).clamp_min(LOG_FLOOR)  # (B, n_mels, N)
         gain = torch.matmul(basis.T, band_gain) / cover.clamp_min(1e-12)[:, None]
         gain = torch.where(covered[:, None], gain, torch.ones_like(gain))
-        y = _istft_ola(spec * gain, n_fft, hop, padded.shape[-1])[:, pad_l: pad_l + length]
+        y = _istft_ola(spec * gain, hop, norm)[:, pad_l: pad_l + length]
     return y.reshape(*lead, length)
