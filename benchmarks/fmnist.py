@@ -14,6 +14,11 @@ For each SDE: train (or resume; a finished run is only loaded) ``RUNS/fmnist-SDE
     holdsgm train fmnist-hold --out runs/fmnist-hold      # ~45 min each on 2 cores (or let this script train)
     OMP_NUM_THREADS=2 python benchmarks/fmnist.py --runs runs [--n 1000]
 
+``--cond``: the class-conditional presets fmnist-cond-SDE (runs ``RUNS/fmnist-cond-SDE``), sample i of class
+i mod 10, with each classifier-free guidance weight of ``--cfg`` (w = 0: the unconditional model, 1: the
+conditional one, > 1: guided; Ho & Salimans 2022), plus the accuracy of a classifier trained on the real
+training images (:func:`holdsgm.eval.classifier.image_classifier`) on the samples.
+
 Results: ``--out``/fmnist.{json,md,png} and fmnist-samples-SDE.png. ``--quick``: 30 training steps, 40
 samples, NFE 10, 100 reference images (a smoke test of the script; its numbers mean nothing).
 """
@@ -30,13 +35,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, budget, commit, machine  # noqa: E402
 
+import torch  # noqa: E402
+
 from holdsgm.errors import NumericsError  # noqa: E402
+from holdsgm.eval.classifier import image_classifier  # noqa: E402
 from holdsgm.eval import fid  # noqa: E402
 from holdsgm.plotting import pyplot, save_figure  # noqa: E402
 from holdsgm.runs import generate, load_config, load_run  # noqa: E402
 from holdsgm.runs import train as train_run  # noqa: E402
 from holdsgm.runs.evaluation import heldout, likelihood  # noqa: E402
 from holdsgm.runs.figures import image_grid_figure  # noqa: E402
+from holdsgm.runs.guided import guided_generate  # noqa: E402
 from holdsgm.samplers.api import default_sampler  # noqa: E402
 
 SDES = ("vp", "cld", "hold")
@@ -56,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--nfes", default=None, help="comma-separated NFE (default 10,20,50,100)")
     p.add_argument("--samplers", default="auto", help="comma-separated sampler specs; auto = the SDE's measured "
                    "best at each NFE")
+    p.add_argument("--cond", action="store_true", help="the class-conditional presets fmnist-cond-SDE")
+    p.add_argument("--cfg", default="1", help="with --cond: comma-separated classifier-free guidance weights")
     p.add_argument("--bpd-n", type=int, default=None, help="test images for bits/dim (default 100; 0 skips)")
     p.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
     p.add_argument("--resume", action="store_true",
@@ -74,6 +85,8 @@ def main(argv=None) -> int:
     nfes = [int(v) for v in args.nfes.split(",")] if args.nfes else [10] if args.quick else [10, 20, 50, 100]
     bpd_n = args.bpd_n if args.bpd_n is not None else (8 if args.quick else 100)
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    if args.cond:  # a table row per (sampler, guidance weight)
+        samplers = [f"{s} w={float(w):g}" for s in samplers for w in args.cfg.split(",") if w.strip()]
 
     fid.inception_path()  # fail now if the network is missing
     print(f"reference: {REF} ({ref_n or 'all'} images)", file=sys.stderr)
@@ -83,7 +96,8 @@ def main(argv=None) -> int:
     print(f"floor (training images, N = {n}): FID {floor['fid']:.2f}", file=sys.stderr)
     result = {
         "issue": 19, "quick": args.quick, "n": n, "n_ref": len(ref.feats), "reference": REF, "nfes": nfes,
-        "samplers": samplers, "bpd_n": bpd_n, "floor": floor, "commit": commit(), "machine": machine(),
+        "samplers": samplers, "cond": args.cond, "bpd_n": bpd_n, "floor": floor, "commit": commit(),
+        "machine": machine(),
         "seed": "sample i uses seed i; the floor's training images: a random subset drawn with seed 0",
         "command": "python benchmarks/fmnist.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sdes": {},
@@ -107,20 +121,27 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
     overrides = ["train.tensorboard=false", *args.set]
     if args.quick:
         overrides += ["train.steps=30", "train.warmup_steps=5", "train.ckpt_every=30", "train.log_every=10"]
-    config = load_config(f"fmnist-{name}", overrides)
-    run_dir = Path(args.runs) / (f"fmnist-quick-{name}" if args.quick else f"fmnist-{name}")
+    preset = f"fmnist-cond-{name}" if args.cond else f"fmnist-{name}"
+    config = load_config(preset, overrides)
+    run_dir = Path(args.runs) / (preset.replace("fmnist-", "fmnist-quick-") if args.quick else preset)
     print(f"[{name}] training {config.train.steps} steps -> {run_dir} (resumes; nothing if finished)",
           file=sys.stderr)
     train_run(config, run_dir, verbose=False)
     run = load_run(run_dir)
     row: dict = {"run": str(run_dir), **budget(run), "params": sum(p.numel() for p in run.net.parameters()),
                  "cells": {}}
-    for sampler in samplers:
+    labels = torch.arange(n) % run.dataset_info.n_classes if args.cond else None
+    for variant in samplers:
+        sampler, _, w = variant.partition(" w=")
         for nfe in nfes:
             spec = default_sampler(run.sde, nfe) if sampler == "auto" else sampler
-            key = f"{sampler}@{nfe}"
+            key = f"{variant}@{nfe}"
             try:
-                gen = generate(run, n, sampler=spec, nfe=nfe, seed=0, batch_size=args.batch_size, progress=True)
+                if labels is None:
+                    gen = generate(run, n, sampler=spec, nfe=nfe, seed=0, batch_size=args.batch_size, progress=True)
+                else:
+                    gen = guided_generate(run, n, labels=labels, cfg_scale=float(w), sampler=spec, nfe=nfe, seed=0,
+                                          batch_size=args.batch_size, progress=True)
             except NumericsError as e:
                 row["cells"][key] = {"spec": spec, "nfe": nfe, "diverged": " ".join(str(e).split())[:200]}
                 print(f"[{name}] {key} ({spec}): diverged", file=sys.stderr)
@@ -128,9 +149,14 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
             feats = fid.inception_features(gen.x, progress=True, desc=f"inception {name} {key}")
             cell = {"spec": gen.plan.get("spec", spec), "nfe": gen.nfe, **fid.scores(feats, ref_feats),
                     "seconds_per_image": gen.seconds / n}
+            if labels is not None:
+                clf = image_classifier("fashion-mnist")
+                cell["class_accuracy"] = float((clf.predict(gen.x) == labels).double().mean())
+                cell["classifier_test_accuracy"] = clf.test_accuracy
             row["cells"][key] = cell
+            acc = f", class accuracy {cell['class_accuracy']:.3f}" if "class_accuracy" in cell else ""
             print(f"[{name}] {key} ({cell['spec']}): FID {cell['fid']:.2f} KID {cell['kid'] * 1e3:.2f}e-3 "
-                  f"({cell['seconds_per_image'] * 1e3:.1f} ms/image)", file=sys.stderr)
+                  f"({cell['seconds_per_image'] * 1e3:.1f} ms/image{acc})", file=sys.stderr)
             if nfe == GRID_NFE or (nfe == nfes[-1] and GRID_NFE not in nfes):
                 grid = out / f"{tag}-samples-{name}.png"
                 image_grid_figure(gen.x[:100], grid, (-1.0, 1.0),
@@ -154,7 +180,7 @@ def _earlier(path: Path, result: dict) -> dict:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    same = all(old.get(k) == result[k] for k in ("n", "n_ref", "nfes", "samplers", "bpd_n", "quick"))
+    same = all(old.get(k) == result[k] for k in ("n", "n_ref", "nfes", "samplers", "bpd_n", "quick", "cond"))
     if not same:
         print(f"note: {path} was measured otherwise (N, NFE, samplers): not resumed", file=sys.stderr)
     return dict(old.get("sdes", {})) if same else {}
@@ -172,7 +198,9 @@ def _f(v, fmt=".2f") -> str:
 def _markdown(res: dict) -> str:
     nfes, fl = res["nfes"], res["floor"]
     lines = [
-        f"# Fashion-MNIST: VP vs CLD vs HOLD at equal budget{' (quick smoke test)' if res['quick'] else ''}",
+        f"# Fashion-MNIST: VP vs CLD vs HOLD at equal budget{' (quick smoke test)' if res['quick'] else ''}"
+        + (", class-conditional (sample i of class i mod 10; w: classifier-free guidance weight)"
+           if res.get("cond") else ""),
         "",
         f"FID / KID x 10^3 of N = {res['n']} samples against {res['n_ref']} test images (standard Inception "
         f"features; FID at N = {res['n']} is biased upwards: compare rows only at this N). Floor: N = {res['n']} "
@@ -193,7 +221,8 @@ def _markdown(res: dict) -> str:
                 if "diverged" in c:
                     cells.append("diverged")
                 else:
-                    cells.append(f"{_f(c.get('fid'), '.1f')} ({_f(c['kid'] * 1e3 if 'kid' in c else None)})")
+                    acc = f", acc. {c['class_accuracy']:.2f}" if "class_accuracy" in c else ""
+                    cells.append(f"{_f(c.get('fid'), '.1f')} ({_f(c['kid'] * 1e3 if 'kid' in c else None)}{acc})")
                 if c.get("spec") and c["spec"] not in specs:
                     specs.append(c["spec"])
             ms = r["cells"].get(f"{s}@50", {}).get("seconds_per_image")
