@@ -16,9 +16,13 @@ warm, ``--threads`` torch threads). Rows:
 * each trained vocoder found at ``--runs-dir/vocoder-<sde>`` (stage one) and ``vocoder-<sde>-s2`` (stage
   two) at NFE ``--nfe`` with the stage-two sampler (exp1 on the EDM grid), so that only the weights differ;
 * ``--pretrained``: the voice shipped with the package (HOLD stage two), at the same NFE;
-* each of these with ``--refine`` rounds of the mel-consistency projection after the sample
-  (:func:`holdsgm.audio.mel_consistent`; 0: the sample as it is), and the projection alone started from white
-  noise (no SDE) for each number of rounds > 0: what the vocoder adds beyond it.
+* each of these with each ``--refine`` spec ``R`` or ``P+R``: ``P`` rounds of the mel-consistency projection
+  (:func:`holdsgm.audio.mel_consistent`) on every sampler step's data prediction (GLA-Grad) and ``R`` rounds
+  after the sample (``0``: the sample as it is); the projection alone started from white noise (no SDE) with
+  each of ``--noise-rounds`` rounds: what the vocoder adds beyond it;
+* ``--gaussian``: the shipped voice with its network replaced by the analytic Gaussian part of its score
+  (whitened MDCT coefficients ~ N(0, data_var), the spectral prior alone: a network that outputs 0 in the
+  mixed-score parameterisation), with the same samplers and projections: what the network learned beyond it.
 
 Mean and 95 % interval (mean +- 1.96 s / sqrt(n)) per metric; WER pooled with a bootstrap 95 % interval.
 Each row names its training budget (steps, minutes from the checkpoint). Results: ``--out`` (JSON +
@@ -35,6 +39,7 @@ row): ``--audio`` (``benchmarks/audio/``, ignored by git).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -51,7 +56,7 @@ from holdsgm.audio import griffin_lim, load_speech, log_mel, mel_consistent, utt
 from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
 from holdsgm.audio.metrics import dnsmos_available, f0_metrics, f0_track
 from holdsgm.runs import load_run, vocode
-from holdsgm.runs.inference import DEFAULT_REFINE
+from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
 from holdsgm.runs.build import load_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,26 +133,63 @@ def _budget(run) -> dict:
 
 def _vocoder_rows(name: str, run, utts, nfes, sampler, grid, args, audio_dir, n_audio, domain) -> list[dict]:
     rows = []
-    budget = _budget(run) if name != "shipped" else _shipped_budget(run)
-    for refine in args.refine:
+    budget = None if name == "shipped-gaussian" else _budget(run) if name != "shipped" else _shipped_budget(run)
+    for project, refine in args.refine:
         for nfe in nfes:
             vocode(run, utts[0].mel[:, :16], nfe=nfe, sampler=sampler, grid=grid)  # warm-up: the sampler's plan
 
-            def make(i, u, nfe=nfe, refine=refine):
-                res = vocode(run, u.mel, nfe=nfe, sampler=sampler, grid=grid, seed=i, refine=refine)
+            def make(i, u, nfe=nfe, refine=refine, project=project):
+                res = vocode(run, u.mel, nfe=nfe, sampler=sampler, grid=grid, seed=i, refine=refine, project=project)
                 return res.wave, res.seconds
 
             t0 = time.perf_counter()
-            s = _score(utts, make, args.dnsmos, audio_dir, f"{name}-nfe{nfe}-refine{refine}", n_audio)
-            stage = "stage two" if name.endswith("-s2") or name == "shipped" else "stage one"
+            s = _score(utts, make, args.dnsmos, audio_dir, f"{name}-nfe{nfe}-project{project}-refine{refine}",
+                       n_audio)
+            stage = "stage two" if name.endswith("-s2") or name.startswith("shipped") else "stage one"
             label = f"{run.sde.name.upper()} {stage}"
             label += " (shipped)" if name == "shipped" else ""
+            label += " (shipped), Gaussian score, no network" if name == "shipped-gaussian" else ""
+            label += f" + projection ({project} rounds per step)" if project else ""
             label += f" + mel projection ({refine} rounds)" if refine else ""
             rows.append({"domain": domain, "method": label, "run": name, "nfe": nfe, "sampler": f"{sampler}/{grid}",
-                         "refine": refine, "budget": budget, **s})
+                         "project": project, "refine": refine, "budget": budget, **s})
             print(f"[{domain}] {label} NFE {nfe}: " + _line(s) + f" ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr)
     return rows
+
+
+def _refine_spec(text: str) -> tuple[int, int]:
+    """``R`` or ``P+R`` -> (P, R): projection rounds per sampler step and after the sample."""
+    p, _, r = text.rpartition("+")
+    try:
+        out = (int(p) if p else 0, int(r))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected R or P+R (integers), got {text!r}") from None
+    if min(out) < 0:
+        raise argparse.ArgumentTypeError(f"rounds must be >= 0, got {text!r}")
+    return out
+
+
+class _ZeroNet(torch.nn.Module):
+    """A frame network that outputs 0: in the mixed-score parameterisation the score is then exactly the
+    Gaussian part (the whitened coefficients ~ N(0, data_var))."""
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, u, t, y=None, **kwargs):
+        return torch.zeros(u.shape[0], self.bins, u.shape[-1], dtype=u.dtype, device=u.device)
+
+
+def _gaussian_run(run):
+    """``run`` with its network replaced by the analytic Gaussian score of its coordinates (the ablation)."""
+    from holdsgm.audio import SpectralNet
+    from holdsgm.losses import EpsModel
+
+    coords = run.eps_model.net.coords
+    model = EpsModel(SpectralNet(_ZeroNet(coords.hop), coords), run.sde, mixed=True, data_var=run.eps_model.data_var)
+    return dataclasses.replace(run, eps_model=model)
 
 
 def _shipped_budget(run) -> dict:
@@ -175,9 +217,15 @@ def main(argv=None) -> int:
     p.add_argument("--eval-n", type=int, default=20, help="held-out utterances scored")
     p.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 4, 6, 50])
     p.add_argument("--ood-nfe", type=int, nargs="+", default=[4, 50], help="NFE of the out-of-domain rows")
-    p.add_argument("--refine", type=int, nargs="+", default=[0, DEFAULT_REFINE],
-                   help="rounds of the mel-consistency projection after each vocoder (0: the SDE's sample); each "
-                        "value > 0 also gets a row of the projection started from white noise (no SDE)")
+    p.add_argument("--refine", type=_refine_spec, nargs="+", default=[(0, 0), (DEFAULT_PROJECT, DEFAULT_REFINE)],
+                   metavar="[P+]R",
+                   help="R: rounds of the mel-consistency projection after each vocoder's sample (0: the sample); "
+                        "P+R: also P rounds on every sampler step's data prediction")
+    p.add_argument("--noise-rounds", type=int, nargs="+", default=None, metavar="N",
+                   help="rows of the projection alone from white noise (default: each spec's total rounds at NFE 4 "
+                        "with exp1, i.e. 3 P + R)")
+    p.add_argument("--gaussian", action="store_true",
+                   help="also the shipped voice with its network replaced by its analytic Gaussian score")
     p.add_argument("--threads", type=int, default=2, help="torch threads (RTF)")
     p.add_argument("--no-dnsmos", dest="dnsmos", action="store_false")
     p.add_argument("--no-ood", dest="ood", action="store_false", help="skip the out-of-domain (LibriVox) rows")
@@ -209,6 +257,8 @@ def main(argv=None) -> int:
         from holdsgm.runs.pretrained import DEFAULT_VOICE, load_pretrained
 
         runs["shipped"] = load_pretrained(DEFAULT_VOICE)
+        if args.gaussian:
+            runs["shipped-gaussian"] = _gaussian_run(runs["shipped"])
     if not runs:
         raise SystemExit("no vocoder runs found (train them first; see the docstring)")
     any_run = next(iter(runs.values()))
@@ -243,7 +293,9 @@ def main(argv=None) -> int:
         rows.append({"domain": domain, "method": "Griffin-Lim (32 it.)", "run": None, "nfe": None, "sampler": None,
                      "budget": None, **_score(us, gl, args.dnsmos, audio_dir, "griffin-lim", n_audio)})
         print(f"[{domain}] Griffin-Lim: {_line(rows[-1])}", file=sys.stderr)
-        for refine in [r for r in args.refine if r > 0]:
+        noise_rounds = args.noise_rounds if args.noise_rounds is not None else \
+            sorted({3 * p + r for p, r in args.refine if p or r})
+        for refine in [r for r in noise_rounds if r > 0]:
             def projected_noise(i, u, refine=refine):
                 # the projection alone, from white noise (seed i): what the vocoder's sample adds beyond it
                 t0 = time.perf_counter()

@@ -105,6 +105,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_run, wav, tmp_path, capsy
     assert "NaN" in _bad([run, "--mel", str(tmp_path / "nan.npy")], capsys, out)
     np.save(tmp_path / "one.npy", np.zeros((80, 1), np.float32))
     assert "at least 2" in _bad([run, "--mel", str(tmp_path / "one.npy")], capsys, out)
+    assert "--project must be >= 0" in _bad([run, "--wav", str(wav), "--project", "-1"], capsys, out)
+    assert "--refine must be >= 0" in _bad([run, "--wav", str(wav), "--refine", "-2"], capsys, out)
 
 
 def test_other_rates_and_stereo_are_converted_with_a_note(tiny_run, wav, tmp_path, capsys):
@@ -152,3 +154,35 @@ def test_refine_brings_the_output_mel_to_the_input(tiny_run, corpus_dir):
     assert err[1] < 0.5 * err[0], err
     with pytest.raises(Exception, match="refine"):
         vocode(run, mel, nfe=1, refine=-1)
+
+
+def test_project_inside_the_sampler(tiny_run, corpus_dir, monkeypatch):
+    """GLA-Grad: every sampler step's data prediction goes through the mel projection (one call per step,
+    towards the input's mel), which changes the output; the last evaluation's prediction is not projected."""
+    import holdsgm.audio as audio
+    from holdsgm.audio import log_mel
+
+    mel = log_mel(torch.from_numpy(sf.read(sorted((corpus_dir / "wavs").glob("*.wav"))[0], dtype="float32")[0]))
+    run = load_run(tiny_run)
+    plain = vocode(run, mel, nfe=3, sampler="exp1", refine=0)
+    calls, real = [], audio.mel_consistent
+
+    def counted(wave, target, n_iter, **kw):
+        calls.append((tuple(wave.shape), n_iter, bool(torch.equal(target.reshape(mel.shape), mel))))
+        return real(wave, target, n_iter, **kw)
+
+    monkeypatch.setattr(audio, "mel_consistent", counted)
+    projected = vocode(run, mel, nfe=3, sampler="exp1", refine=0, project=4)
+    assert calls == [((1, mel.shape[1] * 256), 4, True)] * 2  # exp1 at 3 NFE: two steps, then the output
+    assert projected.wave.shape == plain.wave.shape and bool(torch.isfinite(projected.wave).all())
+    assert not torch.allclose(projected.wave, plain.wave)
+    with pytest.raises(Exception, match="project"):
+        vocode(run, mel, nfe=1, project=-1)
+    # defaults: refine=0 alone is the SDE's sample (no projection anywhere); otherwise DEFAULT_PROJECT per step
+    from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
+
+    calls.clear()
+    assert torch.equal(vocode(run, mel, nfe=3, sampler="exp1", refine=0).wave, plain.wave) and calls == []
+    v = vocode(run, mel, nfe=3, sampler="exp1")
+    assert (v.project, v.refine) == (DEFAULT_PROJECT, DEFAULT_REFINE)
+    assert [c[1] for c in calls] == [DEFAULT_PROJECT] * 2 + [DEFAULT_REFINE]

@@ -315,3 +315,29 @@ def test_clipped_score_clips_the_data_prediction_only(name):
     bound = 0.5 * float(xhat.abs().max())
     clipped = posterior_mean(sde, u, t, clipped_score(lambda u, t: s, sde, bound)(u, t))
     torch.testing.assert_close(clipped, xhat.clamp(-bound, bound), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["vp", "cld", "hold"])
+def test_projected_score_makes_the_sampler_see_the_projected_prediction(name):
+    """projected_score: the identity leaves the score as it is; any map of E[x0 | u_t] is exactly what the
+    returned score's data prediction is, and it receives the prediction and the time."""
+    from holdsgm.sde import make_sde
+    from holdsgm.sde.posterior import posterior_mean, projected_score
+
+    sde = make_sde(name)
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, sde.order, 24, generator=g)
+    t = torch.full((2,), 0.4, dtype=torch.float64)
+    s = 0.3 * torch.randn(2, 1, 24, generator=g)
+    xhat = posterior_mean(sde, u, t, s)
+    torch.testing.assert_close(projected_score(lambda u, t: s, sde, lambda x, t: x)(u, t), s, rtol=1e-4, atol=1e-4)
+    seen = []
+
+    def flip(x, tt):
+        seen.append((x.clone(), tt))
+        return 0.5 - x.flip(-1)
+
+    out = posterior_mean(sde, u, t, projected_score(lambda u, t: s, sde, flip)(u, t))
+    torch.testing.assert_close(out, 0.5 - xhat.flip(-1), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(seen[0][0], xhat)
+    torch.testing.assert_close(seen[0][1], t)

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--vocoder-nfe", type=int, default=None, help="the vocoder's score evaluations (its default)")
     p.add_argument("--vocoder-refine", type=int, default=None, metavar="N",
-                   help="rounds of the vocoder's mel-consistency projection (default 128; 0: none)")
+                   help="rounds of the vocoder's mel-consistency projection after its sample (default 208, plus 16 on "
+                        "each sampler step's prediction; 0: none)")
     p.add_argument("--length-scale", type=float, default=1.0, help="speaking slower (> 1) or faster (< 1)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="Grad-TTS's tau: the prior draw has variance 1/tau (> 1: smoother, less varied)")

@@ -5,9 +5,10 @@ with the default voice shipped with the package when no RUN is given.
 With ``--wav`` the mel is computed from the file (:func:`holdsgm.audio.log_mel`, the run's features) and the
 file is the reference of the figure (and of ``--metrics``); ``--mel`` reads an ``.npy`` array of shape
 (n_mels, frames) or (1, n_mels, frames). The output has ``frames * hop`` samples at the run's sample rate.
-NFE, sampler and grid default to the run's: a stage-two run uses the K it was fine-tuned for. The SDE's sample
-then goes through ``--refine`` rounds (default 128) of the mel-consistency projection
-(:func:`holdsgm.audio.mel_consistent`), which corrects its band energies to the input mel. A PNG
+NFE, sampler and grid default to the run's: a stage-two run uses the K it was fine-tuned for. Each sampler
+step's data prediction goes through ``--project`` rounds (default 16) of the mel-consistency projection
+(:func:`holdsgm.audio.mel_consistent`, GLA-Grad), which corrects its band energies to the input mel, and the
+SDE's sample through ``--refine`` more (default 208; ``--refine 0`` alone: the SDE's sample as it is). A PNG
 next to OUT.wav compares the reference and output spectrograms. A WAV of another rate is resampled and a
 stereo one mixed down (each with a note); an output that would exceed full scale is scaled down, never
 clipped (with a note). Bad input (a missing, corrupt or empty WAV, a clip shorter than two frames, a mel of
@@ -43,8 +44,11 @@ def register(subparsers) -> None:
     p.add_argument("--grid", choices=GRIDS, default=None, help="time grid (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--refine", type=int, default=None, metavar="N",
-                   help="rounds of the mel-consistency projection after the SDE (default 128; 0: the SDE's sample "
-                        "as it is)")
+                   help="rounds of the mel-consistency projection after the SDE (default 208; 0, without "
+                        "--project: the SDE's sample as it is)")
+    p.add_argument("--project", type=int, default=None, metavar="N",
+                   help="rounds of the projection on every sampler step's data prediction (default 16; 0 when "
+                        "--refine is 0)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights (--no-ema: the raw weights)")
     p.add_argument("--figure", action=argparse.BooleanOptionalAction, default=True,
@@ -65,6 +69,8 @@ def run(args) -> int:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if args.refine is not None and args.refine < 0:
         raise ConfigError(f"--refine must be >= 0, got {args.refine}")
+    if args.project is not None and args.project < 0:
+        raise ConfigError(f"--project must be >= 0, got {args.project}")
     if Path(args.out).suffix.lower() != ".wav":
         raise ConfigError(f"--out must name a .wav file, got {args.out}")
     if args.metrics and not args.wav:
@@ -83,9 +89,11 @@ def run(args) -> int:
         run_ = load_run(args.run, which="ema" if args.ema else "model", device=args.device)
     r = vocode_to_file(run_, args.out, wav=args.wav, mel=args.mel, nfe=args.nfe, sampler=args.sampler,
                        grid=args.grid, seed=args.seed, figure=args.figure, metrics=args.metrics,
-                       progress=not args.quiet and sys.stderr.isatty(), refine=args.refine)
+                       progress=not args.quiet and sys.stderr.isatty(), refine=args.refine,
+                       project=args.project)
     print(f"wrote {r['out']} ({r['audio_seconds']:.2f} s at {r['sr']} Hz; NFE {r['nfe']}, {r['sampler']} on the "
-          f"{r['grid']} grid, seed {r['seed']}, {r['refine']} projection rounds; {r['seconds']:.2f} s, "
+          f"{r['grid']} grid, seed {r['seed']}, projection rounds {r['project']} per step + {r['refine']} after; "
+          f"{r['seconds']:.2f} s, "
           f"RTF {r['rtf']:.3f})"
           + (f"; figure {r['figure']}" if r["figure"] else ""))
     for note in r["notes"]:

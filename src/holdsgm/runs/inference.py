@@ -22,7 +22,12 @@ MIN_FRAMES = 2
 #: default. Measured on 8 held-out utterances of the shipped voice at NFE 4 (PESQ / ESTOI; benchmarks/README.md
 #: section 4d): 0 rounds 1.17 / 0.69, 32 2.05 / 0.92, 128 2.63 / 0.94, 256 2.94 / 0.96 (RTF +0.1 per 128 rounds
 #: on 2 cores); Griffin-Lim 1.62 / 0.87
-DEFAULT_REFINE = 128
+DEFAULT_REFINE = 208
+#: rounds of the same projection on every sampler step's data prediction, by default (GLA-Grad; see
+#: :func:`holdsgm.tasks.vocoder_sample`). Chosen on 10 held-out utterances that the benchmark does not score (the
+#: 21st to 30th; PESQ at 256 rounds in all, NFE 4): 0 per step 2.66, 8 2.76, 16 2.82, 32 2.75 (projection alone
+#: from white noise 2.68; benchmarks/README.md section 4f)
+DEFAULT_PROJECT = 16
 
 
 @dataclass
@@ -186,6 +191,8 @@ class Vocoded:
     """The factor the wave was scaled by so that its peak fits in [-1, 1] without clipping (1: none)."""
     refine: int = 0
     """Rounds of the mel-consistency projection applied to the SDE's sample (0: the sample itself)."""
+    project: int = 0
+    """Rounds of the projection applied to each sampler step's data prediction (0: none)."""
 
     @property
     def rtf(self) -> float:
@@ -195,13 +202,16 @@ class Vocoded:
 
 @torch.no_grad()
 def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None = None, grid: str | None = None,
-           seed: int = 0, progress: bool = False, refine: int | None = None) -> Vocoded:
+           seed: int = 0, progress: bool = False, refine: int | None = None, project: int | None = None) -> Vocoded:
     """Vocode one log-mel (n_mels, frames) (:func:`holdsgm.audio.log_mel` of the run's features) with a
     trained speech run (:func:`vocoder_sample`; a wave whose peak exceeds :data:`PEAK` is scaled down to it,
     never clipped, and :attr:`Vocoded.gain` says by how much); ``nfe``/``sampler``/``grid``
     default to :func:`vocoder_defaults`. The noise comes from a per-sample generator seeded with ``seed``.
     ``refine`` rounds of :func:`holdsgm.audio.mel_consistent` then bring the sample's mel to the input's,
-    keeping its phase and fine structure (None: :data:`DEFAULT_REFINE`; 0: the SDE's sample as it is)."""
+    keeping its phase and fine structure (None: :data:`DEFAULT_REFINE`; 0: the SDE's sample as it is).
+    ``project`` rounds of the same projection are applied to every sampler step's data prediction, so each step
+    continues from a wave whose mel is the input's (GLA-Grad; :func:`vocoder_sample`; None:
+    :data:`DEFAULT_PROJECT`, or 0 when ``refine`` is 0, so that ``refine=0`` alone gives the SDE's sample)."""
     from ..audio import mel_consistent
     from ..progress import progress as progress_bar
     from ..samplers import PerSampleNoise
@@ -221,15 +231,20 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
                         f"({MIN_FRAMES * audio['hop']} samples)")
     if not bool(torch.isfinite(mel).all()):
         raise DataError("the mel contains NaN or inf")
+    if project is None:
+        project = 0 if refine == 0 else DEFAULT_PROJECT
     refine = DEFAULT_REFINE if refine is None else refine
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise ConfigError(f"refine must be an integer >= 0, got {refine!r}")
+    if isinstance(project, bool) or not isinstance(project, int) or project < 0:
+        raise ConfigError(f"project must be an integer >= 0, got {project!r}")
     d = vocoder_defaults(run)
     nfe, sampler, grid = nfe or d["nfe"], sampler or d["sampler"], grid or d["grid"]
     counter = progress_bar(enabled=False)  # counts the evaluations used (the adaptive ODE chooses its own)
     t0 = time.perf_counter()
     x = vocoder_sample(run.eps_model, run.sde, mel[None].to(run.device), nfe=nfe, sampler=sampler, grid=grid,
-                       noise=PerSampleNoise([seed]), progress=progress, hop=audio["hop"], counter=counter)
+                       noise=PerSampleNoise([seed]), progress=progress, hop=audio["hop"], counter=counter,
+                       project=project, audio=audio)
     wave = x[0, 0].float()
     if not bool(torch.isfinite(wave).all()):
         raise HoldsgmError("the vocoder produced NaN or inf (a diverging sampler? try more NFE or another sampler)")
@@ -240,4 +255,4 @@ def vocode(run: LoadedRun, mel, *, nfe: int | None = None, sampler: str | None =
     seconds = time.perf_counter() - t0
     peak = float(wave.abs().max())
     gain = PEAK / peak if peak > PEAK else 1.0
-    return Vocoded(wave * gain, int(audio["sr"]), int(counter.n), sampler, grid, seed, seconds, gain, refine)
+    return Vocoded(wave * gain, int(audio["sr"]), int(counter.n), sampler, grid, seed, seconds, gain, refine, project)

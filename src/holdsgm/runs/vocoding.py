@@ -35,10 +35,11 @@ def load_mel(path, n_mels: int) -> torch.Tensor:
 
 def vocode_to_file(run: LoadedRun, out, *, wav=None, mel=None, nfe: int | None = None, sampler: str | None = None,
                    grid: str | None = None, seed: int = 0, figure: bool = True, metrics: bool = False,
-                   progress: bool = False, refine: int | None = None) -> dict:
+                   progress: bool = False, refine: int | None = None, project: int | None = None) -> dict:
     """Vocode the log-mel of ``wav`` (a reference WAV) or ``mel`` (an ``.npy`` file) with ``run`` and write
     ``out`` (a ``.wav``), plus ``out.png`` comparing the input and output spectrograms when ``figure``;
-    ``refine``: rounds of the mel-consistency projection (:func:`~holdsgm.runs.inference.vocode`).
+    ``refine`` / ``project``: rounds of the mel-consistency projection after the sample / on each step's data
+    prediction (:func:`~holdsgm.runs.inference.vocode`).
     ``metrics`` (needs ``wav``) adds PESQ, ESTOI, MR-STFT and MCD against the reference. Returns a summary:
     the :class:`~holdsgm.runs.inference.Vocoded` fields, the paths written and the metrics."""
     from ..audio import log_mel, spectrogram_figure, utterance_metrics, write_wav
@@ -67,12 +68,14 @@ def vocode_to_file(run: LoadedRun, out, *, wav=None, mel=None, nfe: int | None =
         mel_in = log_mel(ref, sr, *features)
     else:
         mel_in = load_mel(mel, int(a["n_mels"]))
-    res = vocode(run, mel_in, nfe=nfe, sampler=sampler, grid=grid, seed=seed, progress=progress, refine=refine)
+    res = vocode(run, mel_in, nfe=nfe, sampler=sampler, grid=grid, seed=seed, progress=progress, refine=refine,
+                project=project)
     write_wav(out, res.wave, sr)
     if res.gain != 1.0:
         notes.append(f"the output peaked at {PEAK / res.gain:.3f}: scaled by {res.gain:.3f} so that nothing clips")
     summary: dict = {"out": str(out), "sr": sr, "audio_seconds": res.wave.numel() / sr, "nfe": res.nfe,
                      "sampler": res.sampler, "grid": res.grid, "seed": res.seed, "refine": res.refine,
+                     "project": res.project,
                      "seconds": res.seconds,
                      "rtf": res.rtf, "gain": res.gain, "notes": notes, "figure": None, "metrics": None}
     if figure:

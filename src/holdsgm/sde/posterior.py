@@ -67,6 +67,21 @@ def posterior_mean(sde: LinearSDE, u: Tensor, t, score: Tensor, ref_var: float =
     return (au + score / ell) / kappa
 
 
+def projected_score(score_fn, sde: LinearSDE, project):
+    """``score_fn`` with its data prediction ``xhat = E[x0 | u_t]`` (:func:`posterior_mean`) replaced by
+    ``project(xhat, t)``: the score ``s = -ell_t (a_t^T u - kappa_t project(xhat))`` that would have made the
+    sampler see the projected prediction (GLA-Grad's consistency step, Liu et al. 2024, for a vocoder;
+    :func:`clipped_score` for DDPM's ``clip_denoised``). ``project`` returns a tensor shaped like ``xhat``."""
+
+    def score(u: Tensor, t: Tensor) -> Tensor:
+        s = score_fn(u, t)
+        au, ell, kappa = _tweedie_terms(sde, u, t, s)
+        xhat = (au + s / ell) / kappa
+        return -ell * (au - kappa * project(xhat, t))
+
+    return score
+
+
 def clipped_score(score_fn, sde: LinearSDE, bound):
     """``score_fn`` with its data prediction clipped to ``[-bound, bound]`` (DDPM's ``clip_denoised``; Ho
     et al. 2020): the score ``s = -ell_t (a_t^T u - kappa_t xhat)`` is returned with ``xhat`` =
@@ -74,11 +89,4 @@ def clipped_score(score_fn, sde: LinearSDE, bound):
     inside (E[x0 | u_t] lies in the data's convex hull); at high noise (``kappa_T ~ 0.01``) it stops a small
     error of the network from becoming a 100x larger error of the data prediction. ``bound`` broadcasts
     against the data component (a number, or per sample / per position)."""
-
-    def score(u: Tensor, t: Tensor) -> Tensor:
-        s = score_fn(u, t)
-        au, ell, kappa = _tweedie_terms(sde, u, t, s)
-        xhat = (au + s / ell) / kappa
-        return -ell * (au - kappa * torch.clamp(xhat, -bound, bound))
-
-    return score
+    return projected_score(score_fn, sde, lambda xhat, t: torch.clamp(xhat, -bound, bound))

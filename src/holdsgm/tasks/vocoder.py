@@ -161,7 +161,7 @@ def vocoder_times(sde, nfe: int, sampler: str, grid: str) -> tuple[Tensor, int |
 
 def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: str = "exp1", grid: str = "edm",
                    noise=None, grad: bool = False, progress: bool = False, clip: float | None = 1.0,
-                   counter=None) -> Tensor:
+                   counter=None, project: int = 0, audio: dict | None = None) -> Tensor:
     """Waveforms (B, 1, frames * hop) for log-mels ``mel`` (B, n_mels, frames) with at most ``nfe``
     score evaluations (see :func:`vocoder_times`): u_T from the prior, the sampler's steps without
     gradients, then the data prediction ``E[x0 | u_t]`` (:func:`holdsgm.sde.posterior.posterior_mean`)
@@ -175,7 +175,10 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     bound ``coords.clip`` in whitened units; None: no clipping. The output itself is not clipped (stage two's
     loss needs its gradient everywhere; :func:`holdsgm.runs.inference.vocode` scales a too loud finished wave).
     ``counter``: an object whose ``update(1)`` is called at every score evaluation (e.g. a
-    :func:`holdsgm.progress.progress` bar)."""
+    :func:`holdsgm.progress.progress` bar). ``project``: rounds of :func:`holdsgm.audio.mel_consistent`
+    applied to every step's data prediction (decoded to the wave and encoded back; GLA-Grad, Liu et al. 2024), so
+    that each step continues from a wave whose mel is the input's (0: none; ``audio``: the run's STFT settings
+    ``{sr, n_fft, fmin, fmax}``, needed then)."""
     from ..audio import PriorGradNet, SpectralNet
 
     net = eps_model.net
@@ -188,26 +191,48 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
     bound = None
     if clip is not None:  # whitened units for a frame-domain model (audio.mdct.SPECTRAL_CLIP)
         bound = spectral.clip if spectral is not None else float(clip) if sigma is None else float(clip) / sigma
+    projector = None
+    if project:
+        projector = _mel_projector(mel, project, hop, audio or {}, spectral, sigma, bound)
     x = conditioned_sample(eps_model, sde, mel, shape, nfe=nfe, sampler=sampler, grid=grid, noise=noise, grad=grad,
-                           progress=progress, clip=bound, counter=counter)
+                           progress=progress, clip=bound, counter=counter, project=projector)
     if spectral is not None:
         return spectral.decode(x, mel)
     return x if sigma is None else x * sigma
 
 
+def _mel_projector(mel: Tensor, rounds: int, hop: int, audio: dict, spectral, sigma, bound):
+    """``project(xhat, t)`` for :func:`conditioned_sample`: the data prediction (in the sampler's coordinates)
+    as a wave, ``rounds`` of :func:`holdsgm.audio.mel_consistent` towards ``mel``, back to the coordinates."""
+    from ..audio import mel_consistent
+
+    kw = {k: audio[k] for k in ("sr", "n_fft", "fmin", "fmax") if k in audio}
+
+    def project(xhat: Tensor, t: Tensor) -> Tensor:
+        wave = spectral.decode(xhat, mel) if spectral is not None else xhat if sigma is None else xhat * sigma
+        wave = mel_consistent(wave[:, 0], mel, rounds, hop=hop, **kw)[:, None]
+        out = spectral.encode(wave, mel) if spectral is not None else wave if sigma is None else wave / sigma
+        return out if bound is None else torch.clamp(out, -bound, bound)
+
+    return project
+
+
 def conditioned_sample(eps_model, sde, cond: Tensor, shape: tuple[int, ...], *, nfe: int, sampler: str = "exp1",
                        grid: str = "edm", noise=None, grad: bool = False, progress: bool = False,
-                       clip: float | Tensor | None = None, counter=None, prior_scale: float = 1.0) -> Tensor:
+                       clip: float | Tensor | None = None, counter=None, prior_scale: float = 1.0,
+                       project=None) -> Tensor:
     """The data (shape ``shape``) a few-step pass of the reverse SDE conditioned on ``cond`` ends at, with at
     most ``nfe`` score evaluations (:func:`vocoder_times`): u_T from the prior, the sampler's steps without
     gradients (data predictions clipped to ``[-clip, clip]`` unless None), then the data prediction
     ``E[x0 | u_t]`` of the last evaluation, with gradients when ``grad`` (stage two). ``prior_scale``
     multiplies u_T (Grad-TTS's temperature tau starts from N(mu, I / tau): ``prior_scale = tau^-1/2``, less
-    varied, smoother output). Shared by the vocoder
+    varied, smoother output). ``project(xhat, t)``: maps each step's (clipped) data prediction before the
+    sampler uses it (:func:`~holdsgm.sde.posterior.projected_score`; the last evaluation's is returned as it
+    is). Shared by the vocoder
     (:func:`vocoder_sample`) and the text-to-speech decoder (:func:`holdsgm.tasks.tts.tts_sample`)."""
     from ..samplers import SAMPLERS
     from ..samplers.noise import as_noise
-    from ..sde.posterior import clipped_score, posterior_mean
+    from ..sde.posterior import clipped_score, posterior_mean, projected_score
 
     name, opts, _ = _vocoder_spec(sampler, grid, sde, nfe)
     ts, steps = vocoder_times(sde, nfe, sampler, grid)
@@ -223,6 +248,8 @@ def conditioned_sample(eps_model, sde, cond: Tensor, shape: tuple[int, ...], *, 
         score_fn = ticking(score_fn, counter)
     if steps is None or steps:
         step_score = score_fn if clip is None else clipped_score(score_fn, sde, clip)
+        if project is not None:
+            step_score = projected_score(step_score, sde, project)
         with torch.no_grad():
             kw = {} if steps is None else {"noise": noise, "progress": progress}  # the ODE has neither
             u = SAMPLERS[name].fn(step_score, sde, u, ts, denoise=False, **kw, **opts).u
