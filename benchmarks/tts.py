@@ -54,7 +54,7 @@ from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
 from holdsgm.audio.metrics import aligned_f0_metrics, dnsmos, dnsmos_available, f0_track
 from holdsgm.runs import load_run, vocode
 from holdsgm.runs.build import load_split
-from holdsgm.runs.inference import DEFAULT_REFINE
+from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
 from holdsgm.runs.pretrained import DEFAULT_VOICE, load_pretrained
 from holdsgm.runs.tts import synthesize
 
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-f0", dest="f0", action="store_false", help="skip the F0 metrics (pYIN is the slow part)")
     p.add_argument("--tag", default="tts", help="results file name (default tts: results/tts.json)")
     p.add_argument("--vocoder-refine", type=int, default=DEFAULT_REFINE,
-                   help="rounds of the vocoder's mel-consistency projection (0: the SDE's sample as it is)")
+                   help="rounds of the vocoder's mel-consistency projection after its sample, plus DEFAULT_PROJECT "
+                        "on each sampler step's prediction (0: the SDE's sample as it is)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--audio", default=str(REPO / "benchmarks" / "audio" / "tts"))
@@ -244,7 +245,8 @@ def main(argv=None) -> int:
         "issue": 18, "quick": args.quick, "corpus": args.corpus, "n_sentences": len(utts),
         "audio_seconds": round(seconds, 2), "utterance_ids": [u["id"] for u in utts], "threads": args.threads,
         "commit": commit, "vocoder": f"shipped {DEFAULT_VOICE!r}, NFE {vocoder.config.stage2.nfe}, "
-                                       f"{args.vocoder_refine} rounds of the mel projection",
+                                       f"mel projection: {DEFAULT_PROJECT if args.vocoder_refine else 0} rounds per "
+                                       f"sampler step + {args.vocoder_refine} after",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "torch": torch.__version__, "seed": "sentence i uses noise seed i (decoder and vocoder)",
         "command": "python benchmarks/tts.py " + " ".join(argv if argv is not None else sys.argv[1:]),

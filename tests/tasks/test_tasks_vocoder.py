@@ -300,17 +300,25 @@ def test_conditioning_needs_speech():
         load_config("vocoder-hold", ["model.conditioning=priorgrad"])
 
 
-@pytest.mark.parametrize("name", ["vp", "cld", "hold"])
-def test_clipped_score_clips_the_data_prediction_only(name):
-    from holdsgm.sde import clipped_score, make_sde
+def _score_state(name: str, b: int, d: int, t: float, seed: int):
+    """(sde, u, t, score, E[x0 | u_t]) for a random state and score of the SDE ``name``."""
+    from holdsgm.sde import make_sde
     from holdsgm.sde.posterior import posterior_mean
 
     sde = make_sde(name)
-    g = torch.Generator().manual_seed(0)
-    u = torch.randn(3, sde.order, 40, generator=g)
-    t = torch.full((3,), 0.3, dtype=torch.float64)
-    s = 0.3 * torch.randn(3, 1, 40, generator=g)
-    xhat = posterior_mean(sde, u, t, s)
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, sde.order, d, generator=g)
+    ts = torch.full((b,), t, dtype=torch.float64)
+    s = 0.3 * torch.randn(b, 1, d, generator=g)
+    return sde, u, ts, s, posterior_mean(sde, u, ts, s)
+
+
+@pytest.mark.parametrize("name", ["vp", "cld", "hold"])
+def test_clipped_score_clips_the_data_prediction_only(name):
+    from holdsgm.sde import clipped_score
+    from holdsgm.sde.posterior import posterior_mean
+
+    sde, u, t, s, xhat = _score_state(name, 3, 40, 0.3, 0)
     torch.testing.assert_close(clipped_score(lambda u, t: s, sde, 1e9)(u, t), s, rtol=1e-4, atol=1e-4)
     bound = 0.5 * float(xhat.abs().max())
     clipped = posterior_mean(sde, u, t, clipped_score(lambda u, t: s, sde, bound)(u, t))
@@ -321,15 +329,9 @@ def test_clipped_score_clips_the_data_prediction_only(name):
 def test_projected_score_makes_the_sampler_see_the_projected_prediction(name):
     """projected_score: the identity leaves the score as it is; any map of E[x0 | u_t] is exactly what the
     returned score's data prediction is, and it receives the prediction and the time."""
-    from holdsgm.sde import make_sde
     from holdsgm.sde.posterior import posterior_mean, projected_score
 
-    sde = make_sde(name)
-    g = torch.Generator().manual_seed(1)
-    u = torch.randn(2, sde.order, 24, generator=g)
-    t = torch.full((2,), 0.4, dtype=torch.float64)
-    s = 0.3 * torch.randn(2, 1, 24, generator=g)
-    xhat = posterior_mean(sde, u, t, s)
+    sde, u, t, s, xhat = _score_state(name, 2, 24, 0.4, 1)
     torch.testing.assert_close(projected_score(lambda u, t: s, sde, lambda x, t: x)(u, t), s, rtol=1e-4, atol=1e-4)
     seen = []
 
