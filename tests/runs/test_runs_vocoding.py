@@ -178,6 +178,10 @@ def test_project_inside_the_sampler(tiny_run, corpus_dir, monkeypatch):
     assert not torch.allclose(projected.wave, plain.wave)
     with pytest.raises(Exception, match="project"):
         vocode(run, mel, nfe=1, project=-1)
+    from holdsgm.tasks import vocoder_sample
+
+    with pytest.raises(Exception, match="STFT settings"):  # never a silent default sample rate
+        vocoder_sample(run.eps_model, run.sde, mel[None], hop=256, nfe=3, project=4)
     # defaults: refine=0 alone is the SDE's sample (no projection anywhere); otherwise DEFAULT_PROJECT per step
     from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
 

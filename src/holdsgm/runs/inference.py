@@ -19,9 +19,10 @@ PEAK = 0.999
 #: the fewest mel frames a vocoder takes (the MDCT of the frame-domain vocoder needs two)
 MIN_FRAMES = 2
 #: rounds of the mel-consistency projection (:func:`holdsgm.audio.mel_consistent`) after the SDE sample, by
-#: default. Measured on 8 held-out utterances of the shipped voice at NFE 4 (PESQ / ESTOI; benchmarks/README.md
-#: section 4d): 0 rounds 1.17 / 0.69, 32 2.05 / 0.92, 128 2.63 / 0.94, 256 2.94 / 0.96 (RTF +0.1 per 128 rounds
-#: on 2 cores); Griffin-Lim 1.62 / 0.87
+#: default: with :data:`DEFAULT_PROJECT` on each of the 3 steps at NFE 4, 256 rounds in all. Rounds after the
+#: sample alone, 8 held-out utterances at NFE 4 (PESQ / ESTOI; benchmarks/README.md section 4d): 0 rounds
+#: 1.17 / 0.69, 32 2.05 / 0.92, 128 2.63 / 0.94, 256 2.94 / 0.96 (RTF +0.1 per 128 rounds on 2 cores);
+#: Griffin-Lim 1.62 / 0.87. The default on 20 (section 4f): 2.87 / 0.953, RTF 0.15
 DEFAULT_REFINE = 208
 #: rounds of the same projection on every sampler step's data prediction, by default (GLA-Grad; see
 #: :func:`holdsgm.tasks.vocoder_sample`). Chosen on 10 held-out utterances that the benchmark does not score (the

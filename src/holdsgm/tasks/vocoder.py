@@ -193,7 +193,9 @@ def vocoder_sample(eps_model, sde, mel: Tensor, *, hop: int, nfe: int, sampler: 
         bound = spectral.clip if spectral is not None else float(clip) if sigma is None else float(clip) / sigma
     projector = None
     if project:
-        projector = _mel_projector(mel, project, hop, audio or {}, spectral, sigma, bound)
+        if audio is None:
+            raise ConfigError("project > 0 needs the run's STFT settings (audio={sr, n_fft, fmin, fmax})")
+        projector = _mel_projector(mel, project, hop, audio, spectral, sigma, bound)
     x = conditioned_sample(eps_model, sde, mel, shape, nfe=nfe, sampler=sampler, grid=grid, noise=noise, grad=grad,
                            progress=progress, clip=bound, counter=counter, project=projector)
     if spectral is not None:
