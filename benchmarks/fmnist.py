@@ -131,6 +131,7 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
     row: dict = {"run": str(run_dir), **budget(run), "params": sum(p.numel() for p in run.net.parameters()),
                  "cells": {}}
     labels = torch.arange(n) % run.dataset_info.n_classes if args.cond else None
+    clf = image_classifier("fashion-mnist") if args.cond else None  # loaded (or trained) once, not per cell
     for variant in samplers:
         sampler, _, w = variant.partition(" w=")
         for nfe in nfes:
@@ -149,8 +150,7 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
             feats = fid.inception_features(gen.x, progress=True, desc=f"inception {name} {key}")
             cell = {"spec": gen.plan.get("spec", spec), "nfe": gen.nfe, **fid.scores(feats, ref_feats),
                     "seconds_per_image": gen.seconds / n}
-            if labels is not None:
-                clf = image_classifier("fashion-mnist")
+            if labels is not None and clf is not None:
                 cell["class_accuracy"] = float((clf.predict(gen.x) == labels).double().mean())
                 cell["classifier_test_accuracy"] = clf.test_accuracy
             row["cells"][key] = cell
