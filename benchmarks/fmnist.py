@@ -33,13 +33,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
 from _common import REPO, budget, commit, machine  # noqa: E402
 
-import torch  # noqa: E402
-
 from holdsgm.errors import NumericsError  # noqa: E402
-from holdsgm.eval.classifier import image_classifier  # noqa: E402
 from holdsgm.eval import fid  # noqa: E402
+from holdsgm.eval.classifier import image_classifier  # noqa: E402
 from holdsgm.plotting import pyplot, save_figure  # noqa: E402
 from holdsgm.runs import generate, load_config, load_run  # noqa: E402
 from holdsgm.runs import train as train_run  # noqa: E402
@@ -69,6 +68,9 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", default="1", help="with --cond: comma-separated classifier-free guidance weights")
     p.add_argument("--bpd-n", type=int, default=None, help="test images for bits/dim (default 100; 0 skips)")
     p.add_argument("--batch-size", type=int, default=500, help="samples per sampler batch")
+    p.add_argument("--fid-curve", action="store_true",
+                   help="also FID at N/10, N/5, N/2 (means over disjoint subsets) and its extrapolation to "
+                        "N = infinity (holdsgm.eval.fid.fid_curve), for every cell and the floor")
     p.add_argument("--resume", action="store_true",
                    help="keep the SDE rows of an earlier --out/TAG.json measured with the same N, NFE and samplers "
                         "(an interrupted benchmark goes on with the next SDE)")
@@ -93,6 +95,8 @@ def main(argv=None) -> int:
     ref = fid.features_of(REF, n=ref_n, progress=True)
     train_feats = fid.features_of("fashion-mnist", n=n, seed=0, progress=True)
     floor = fid.scores(train_feats.feats, ref.feats)
+    if args.fid_curve:
+        floor["curve"] = fid.fid_curve(train_feats.feats, ref.feats)
     print(f"floor (training images, N = {n}): FID {floor['fid']:.2f}", file=sys.stderr)
     result = {
         "issue": 19, "quick": args.quick, "n": n, "n_ref": len(ref.feats), "reference": REF, "nfes": nfes,
@@ -150,6 +154,12 @@ def _one_sde(name, args, n, nfes, samplers, bpd_n, ref_feats, out: Path, tag: st
             feats = fid.inception_features(gen.x, progress=True, desc=f"inception {name} {key}")
             cell = {"spec": gen.plan.get("spec", spec), "nfe": gen.nfe, **fid.scores(feats, ref_feats),
                     "seconds_per_image": gen.seconds / n}
+            if args.fid_curve:  # the features too (beside the run), to score them again without sampling
+                fid.save_features(run_dir / f"fid-features-{key.replace(' ', '-')}-n{n}.npz", feats, key)
+                cell["curve"] = fid.fid_curve(feats, ref_feats)
+                print(f"[{name}] {key}: FID at N = {cell['curve']['sizes']}: "
+                      f"{', '.join(f'{v:.2f}' for v in cell['curve']['fid'])}; N = inf {cell['curve']['fid_inf']:.2f}",
+                      file=sys.stderr)
             if labels is not None and clf is not None:
                 cell["class_accuracy"] = float((clf.predict(gen.x) == labels).double().mean())
                 cell["classifier_test_accuracy"] = clf.test_accuracy
@@ -230,6 +240,18 @@ def _markdown(res: dict) -> str:
             lines.append(f"| {name} | {s}: {', '.join(specs)} | " + " | ".join(cells)
                          + f" | {bpd} | {r['steps']} steps, {r['minutes']} min | {ms_txt} |")
     lines += ["", "Best FID at each NFE: " + "; ".join(_winner(res, nfe) for nfe in nfes) + "."]
+    curves = [("floor (training images)", fl["curve"])] if "curve" in fl else []
+    curves += [(f"{name} {key}", c["curve"]) for name, r in res["sdes"].items() for key, c in r["cells"].items()
+               if "curve" in c]
+    if curves:
+        sizes = curves[0][1]["sizes"]
+        lines += ["", "FID against the number of samples (mean ± sd over disjoint subsets) and its extrapolation "
+                  "to N = infinity (intercept of FID against 1/N; Chong & Forsyth 2020):", "",
+                  "| set | " + " | ".join(f"N = {m}" for m in sizes) + " | N = inf |",
+                  "|---|" + "---|" * (len(sizes) + 1)]
+        for label, c in curves:
+            cells = [f"{v:.2f}" + (f" ± {sd:.2f}" if math.isfinite(sd) else "") for v, sd in zip(c["fid"], c["fid_sd"])]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {c['fid_inf']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,8 +56,8 @@ from holdsgm.audio import griffin_lim, load_speech, log_mel, mel_consistent, utt
 from holdsgm.audio.asr import corpus_wer, transcribe, word_errors
 from holdsgm.audio.metrics import dnsmos_available, f0_metrics, f0_track
 from holdsgm.runs import load_run, vocode
-from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
 from holdsgm.runs.build import load_split
+from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")

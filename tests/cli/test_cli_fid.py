@@ -59,3 +59,25 @@ def test_missing_network_is_named(tmp_path):
     write_pngs(tmp_path / "a", np.zeros((2, 8, 8), np.uint8))
     r = cli("fid", tmp_path / "a", "--ref", tmp_path / "a", env=cli_env(HOLDSGM_INCEPTION=tmp_path / "none.pt"))
     assert r.returncode == 2 and "HOLDSGM_INCEPTION" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_curve_is_reported_and_too_few_samples_refused(tmp_path, monkeypatch, capsys):
+    """--curve reports holdsgm.eval.fid.fid_curve of the samples' and the reference's features (its maths is
+    tested in tests/eval; replaced here by a recorder, since 2048-d curves take minutes); fewer than 20 samples
+    is one line, exit 2, nothing written."""
+    from holdsgm.cli.main import main
+
+    rng = np.random.default_rng(0)
+    smp, ref = tmp_path / "s.npz", tmp_path / "r.npz"
+    fid.save_features(smp, rng.normal(size=(40, fid.FEATURE_DIM)), "s")
+    fid.save_features(ref, rng.normal(size=(60, fid.FEATURE_DIM)), "r")
+    seen = []
+    monkeypatch.setattr(fid, "fid_curve", lambda a, b: seen.append((len(a), len(b))) or {"fid_inf": 1.5})
+    monkeypatch.setattr(fid, "frechet_distance", lambda *a: 2.0)  # the plain FID: not what is tested here
+    assert main(["fid", str(smp), "--ref", str(ref), "--curve", "--kid-subsets", "2", "--quiet"]) == 0
+    assert seen == [(40, 60)] and json.loads(capsys.readouterr().out)["curve"] == {"fid_inf": 1.5}
+    few = tmp_path / "few.npz"
+    fid.save_features(few, rng.normal(size=(10, fid.FEATURE_DIM)), "few")
+    bad = cli("fid", few, "--ref", ref, "--curve", "--kid-subsets", "2", "--out", tmp_path / "out.json", "--quiet")
+    assert bad.returncode == 2 and "--curve needs at least 20" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.json").exists()

@@ -138,3 +138,24 @@ def test_builtin_reference_features_are_cached(tmp_path, monkeypatch):
     again = fid.features_of("digits", n=6)
     assert again.cached
     np.testing.assert_allclose(again.feats, first.feats, rtol=1e-5, atol=1e-6)  # stored as float32
+
+
+def test_fid_curve_extrapolates_the_small_sample_bias_away():
+    """Gaussian features with a known Fréchet distance: the FID of N samples is biased upward, more at small N;
+    the intercept of FID against 1/N (Chong & Forsyth 2020) is much closer to the exact distance."""
+    rng = np.random.default_rng(2)
+    d, n = 32, 4000
+    mu, s = np.full(d, 0.1), 1.3
+    exact = float(mu @ mu) + d * (s - 1.0) ** 2
+    a = rng.normal(size=(n, d)) * s + mu
+    ref = rng.normal(size=(40_000, d))
+    curve = fid.fid_curve(a, ref)
+    assert curve["sizes"] == [400, 800, 2000, 4000] and curve["subsets"] == [10, 5, 2, 1]
+    assert curve["fid"][-1] == pytest.approx(fid.fid_from_features(a, ref), rel=1e-10)
+    assert all(x > y for x, y in zip(curve["fid"], curve["fid"][1:]))  # the bias shrinks with N
+    assert curve["fid"][0] - exact > 0.5  # and is large at N = 400 ...
+    assert abs(curve["fid_inf"] - exact) < 0.1 * (curve["fid"][0] - exact)  # ... and gone at N = infinity
+    assert abs(curve["fid_inf"] - exact) < 0.5 * abs(curve["fid"][-1] - exact)
+    assert curve["slope"] > 0
+    with pytest.raises(DataError, match="two sizes"):
+        fid.fid_curve(a, ref, sizes=[n])

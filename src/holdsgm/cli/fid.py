@@ -26,6 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the subsets and of KID's random subsets")
     p.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")
     p.add_argument("--batch-size", type=int, default=50, help="images per Inception forward pass")
+    p.add_argument("--curve", action="store_true",
+                   help="also FID at N/10, N/5, N/2 of the samples (means over disjoint subsets) and its "
+                   "extrapolation to N = infinity, FID_inf (Chong & Forsyth 2020): a score that does not depend "
+                   "on N (needs N >= 20)")
     p.add_argument("--save-features", metavar="FILE", default=None,
                    help="also write the samples' features (.npz; usable as SAMPLES or REF later)")
     p.add_argument("--out", metavar="FILE", default=None, help="also write the JSON here")
@@ -37,7 +41,7 @@ def run(args) -> int:
     import time
 
     from ..errors import ConfigError
-    from ..eval.fid import features_of, inception_path, save_features, scores
+    from ..eval.fid import features_of, fid_curve, inception_path, save_features, scores
     from ..runs.reports import check_writable_file, dumps, write_json
 
     for name in ("n", "ref_n", "batch_size", "kid_subsets"):
@@ -56,11 +60,15 @@ def run(args) -> int:
     kw = {"seed": args.seed, "batch_size": args.batch_size, "progress": not args.quiet}
     ref = features_of(args.ref, n=args.ref_n, **kw)
     smp = features_of(args.samples, n=args.n, cache=False, **kw)
+    if args.curve and len(smp.feats) < 20:
+        raise ConfigError(f"--curve needs at least 20 samples, got {len(smp.feats)}")
     res = scores(smp.feats, ref.feats, kid_subsets=args.kid_subsets, seed=args.seed)
     res = {"samples": args.samples, "ref": args.ref, **res, "ref_cached": ref.cached, "seed": args.seed,
            "seconds": time.perf_counter() - t0,
            "note": f"FID is biased upwards at small N (here N = {res['n']} samples vs {res['n_ref']} reference "
                    f"images): compare only at equal N"}
+    if args.curve:
+        res["curve"] = fid_curve(smp.feats, ref.feats)
     if args.save_features:
         save_features(args.save_features, smp.feats, smp.name)
     print(dumps(res))
