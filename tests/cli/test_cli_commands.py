@@ -356,3 +356,17 @@ def test_sample_writes_one_png_per_image_and_a_reference_scatter(tmp_path, capsy
     assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]
     code, _, err = run_main(["sample", tiny_run, "--n", "5", "--save-images", "--out", tmp_path / "v"], capsys)
     assert "--save-images" in _one_line_error(code, err, "sample")
+
+
+def test_vocoder_projection_defaults_in_help_are_the_librarys(capsys):
+    """The help of vocode and tts spells the projection's default rounds (the CLI does not import torch to
+    parse); they must be the numbers the library uses."""
+    import re
+
+    from holdsgm.runs.inference import DEFAULT_PROJECT, DEFAULT_REFINE
+
+    for cmd, pattern in (("vocode", rf"--refine N\s.*?default\s+{DEFAULT_REFINE};.*--project N\s.*?default\s+"
+                                    rf"{DEFAULT_PROJECT};"),
+                         ("tts", rf"--vocoder-refine N\s.*?default\s+{DEFAULT_REFINE},\s+plus\s+{DEFAULT_PROJECT}\s")):
+        code, out, _ = run_main([cmd, "--help"], capsys)
+        assert code == 0 and re.search(pattern, out, re.S), f"holdsgm {cmd} --help does not say the defaults"
