@@ -250,7 +250,7 @@ def _markdown(res: dict) -> str:
                   "| set | " + " | ".join(f"N = {m}" for m in sizes) + " | N = inf |",
                   "|---|" + "---|" * (len(sizes) + 1)]
         for label, c in curves:
-            cells = [f"{v:.2f}" + (f" ± {sd:.2f}" if math.isfinite(sd) else "") for v, sd in zip(c["fid"], c["fid_sd"])]
+            cells = [f"{v:.2f}" + (f" ± {sd:.2f}" if sd is not None else "") for v, sd in zip(c["fid"], c["fid_sd"])]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {c['fid_inf']:.2f} |")
     return "\n".join(lines) + "\n"
 

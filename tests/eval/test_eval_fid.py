@@ -151,6 +151,7 @@ def test_fid_curve_extrapolates_the_small_sample_bias_away():
     ref = rng.normal(size=(40_000, d))
     curve = fid.fid_curve(a, ref)
     assert curve["sizes"] == [400, 800, 2000, 4000] and curve["subsets"] == [10, 5, 2, 1]
+    assert curve["fid_sd"][-1] is None and all(sd > 0 for sd in curve["fid_sd"][:-1])
     assert curve["fid"][-1] == pytest.approx(fid.fid_from_features(a, ref), rel=1e-10)
     assert all(x > y for x, y in zip(curve["fid"], curve["fid"][1:]))  # the bias shrinks with N
     assert curve["fid"][0] - exact > 0.5  # and is large at N = 400 ...

@@ -232,9 +232,10 @@ def fid_curve(samples, reference, sizes=None, max_subsets: int = 10) -> dict:
     To first order in 1/N, the FID of N samples is ``FID_inf + c / N`` (the bias comes from the sample
     covariance). At each size m of ``sizes`` (default N/10, N/5, N/2 and N, where at least 2) the FID is
     averaged over up to ``max_subsets`` *disjoint* subsets of m samples (taken in order, so sample i is the
-    same image in every run); a least-squares line of these means against 1/m gives ``fid_inf`` (its
-    intercept) and ``slope`` (c). The reference stays whole: its own, smaller bias is in every point and in
-    ``fid_inf``; score the data's own images the same way (a floor) to see it.
+    same image in every run; ``fid_sd``: their standard deviation, None for one); a least-squares line of
+    these means against 1/m gives ``fid_inf`` (its intercept) and ``slope`` (c). The reference stays whole:
+    its own, smaller bias is in every point and in ``fid_inf``; score the data's own images the same way (a
+    floor) to see it.
     """
     a = np.asarray(samples, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
@@ -250,7 +251,7 @@ def fid_curve(samples, reference, sizes=None, max_subsets: int = 10) -> dict:
         k = max(1, min(max_subsets, n // m))
         vals = [frechet_distance(*feature_stats(a[i * m:(i + 1) * m]), *ref_stats) for i in range(k)]
         means.append(float(np.mean(vals)))
-        sds.append(float(np.std(vals, ddof=1)) if k > 1 else float("nan"))
+        sds.append(float(np.std(vals, ddof=1)) if k > 1 else None)  # None: one subset, no spread (JSON-safe)
         counts.append(k)
     slope, intercept = np.polyfit(1.0 / np.asarray(sizes, dtype=np.float64), np.asarray(means), 1)
     return {"sizes": sizes, "fid": means, "fid_sd": sds, "subsets": counts, "fid_inf": float(intercept),
